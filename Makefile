@@ -1,0 +1,44 @@
+# NukeWorks: `make run` sets everything up and serves; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+
+.PHONY: run setup venv test lint bench demo-data clean-venv
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Create databases/default (migrated, display name "Default") and an admin user.
+setup: venv
+	@mkdir -p instance databases/default/snapshots
+	$(PY) manage.py initdb default --display-name Default
+	$(PY) manage.py ensureadmin --database default
+
+## Serve on 127.0.0.1:8000 with gunicorn (gthread workers).
+run: setup
+	@echo "NukeWorks is serving on http://127.0.0.1:8000/ (Ctrl+C to stop)"
+	$(VENV)/bin/gunicorn -c nukeworks/gunicorn.conf.py
+
+## A second database, databases/demo/, with a few companies.
+demo-data: setup
+	$(PY) manage.py initdb demo --display-name Demo
+	$(PY) manage.py seed_demo --database demo
+	$(PY) manage.py ensureadmin --database demo
+
+test: venv
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	$(PY) bench/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

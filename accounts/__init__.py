@@ -1,0 +1,1 @@
+"""Users (stored in each database file), login, logout and login re-binding on a switch."""

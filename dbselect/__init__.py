@@ -1,0 +1,1 @@
+"""Per-session selection of the SQLite database file a request works on."""

@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+
+
+class DbSelectConfig(AppConfig):
+    name = "dbselect"
+    verbose_name = "Database selection"
+
+    def ready(self) -> None:
+        from dbselect import checks, registry, scanner  # noqa: F401  (checks register themselves)
+        from dbselect.conf import get_config
+
+        registry.adopt_configured_aliases()
+        if get_config()["REGISTER_SCANNED_AT_STARTUP"]:
+            # `manage.py migrate --database <label>` needs the label as an alias.
+            for label, path in scanner.database_files():
+                if registry.get_engine(path) is None:
+                    registry.register(path, alias=label)

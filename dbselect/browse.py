@@ -1,0 +1,61 @@
+"""The browse widget's back end: folders and database files under one folder."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+from dbselect.paths import PathRejected, bounded, check_allowed, is_allowed, normalize_user_path
+
+DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+MAX_ENTRIES = 500
+
+
+def list_folder(raw_dir: object) -> dict[str, Any]:
+    """Return the sub-folders and database files of a folder; raise PathRejected if unusable."""
+    folder = normalize_user_path(raw_dir)
+    check_allowed(folder)
+
+    def _scan() -> list[dict[str, str]]:
+        st = os.stat(folder)
+        if not stat.S_ISDIR(st.st_mode):
+            raise PathRejected("This path is not a folder.")
+        entries = []
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    is_dir = entry.is_dir()
+                    is_file = not is_dir and entry.is_file()
+                except OSError:
+                    continue
+                if is_dir:
+                    kind = "folder"
+                elif is_file and entry.name.lower().endswith(DATABASE_SUFFIXES):
+                    kind = "database"
+                else:
+                    continue
+                entries.append({"name": entry.name, "path": entry.path, "type": kind})
+        entries.sort(key=lambda e: (e["type"] != "folder", e["name"].lower()))
+        return entries
+
+    try:
+        entries = bounded(_scan)
+    except FileNotFoundError:
+        raise PathRejected("This folder does not exist.") from None
+    except NotADirectoryError:
+        raise PathRejected("This path is not a folder.") from None
+    except PermissionError:
+        raise PathRejected("The server is not allowed to read this folder.") from None
+    except OSError as exc:
+        raise PathRejected(f"The folder cannot be listed: {exc.strerror or exc}.") from None
+    entries = [e for e in entries if is_allowed(e["path"])]
+    parent = os.path.dirname(folder)
+    return {
+        "dir": folder,
+        "parent": parent if parent != folder and is_allowed(parent) else None,
+        "entries": entries[:MAX_ENTRIES],
+        "truncated": len(entries) > MAX_ENTRIES,
+    }

@@ -1,0 +1,63 @@
+"""System checks: misconfiguration is reported by `manage.py check`, not by a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+ROUTER = "dbselect.routers.SessionRouter"
+MIDDLEWARE = "dbselect.middleware.DatabaseSelectionMiddleware"
+SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+@register()
+def check_router(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """dbselect.E001: the session router must be installed."""
+    if ROUTER not in getattr(settings, "DATABASE_ROUTERS", []):
+        return [
+            Error(
+                f"'{ROUTER}' is missing from DATABASE_ROUTERS.",
+                hint="Without it every query goes to the default database, not the session's.",
+                id="dbselect.E001",
+            )
+        ]
+    return []
+
+
+@register()
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """dbselect.E002: the middleware must sit between the session and auth middleware."""
+    middleware = list(getattr(settings, "MIDDLEWARE", []))
+    hint = (
+        f"Put '{MIDDLEWARE}' after '{SESSION_MIDDLEWARE}' and before '{AUTH_MIDDLEWARE}': "
+        "it reads the session, and users are loaded from the selected database."
+    )
+    if MIDDLEWARE not in middleware:
+        return [Error(f"'{MIDDLEWARE}' is missing from MIDDLEWARE.", hint=hint, id="dbselect.E002")]
+    index = middleware.index(MIDDLEWARE)
+    wrong = (SESSION_MIDDLEWARE in middleware and middleware.index(SESSION_MIDDLEWARE) > index) or (
+        AUTH_MIDDLEWARE in middleware and middleware.index(AUTH_MIDDLEWARE) < index
+    )
+    if wrong:
+        return [Error(f"'{MIDDLEWARE}' is in the wrong place.", hint=hint, id="dbselect.E002")]
+    return []
+
+
+@register(deploy=True)
+def check_allowed_roots(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """dbselect.W001: unrestricted paths are allowed by the spec but risky in production."""
+    from dbselect.conf import get_config
+
+    if not get_config()["ALLOWED_ROOTS"]:
+        return [
+            Warning(
+                "Any file path on this server can be selected and browsed.",
+                hint="Set DBSELECT_ALLOWED_ROOTS to the folders that hold NukeWorks databases "
+                "(colon-separated).",
+                id="dbselect.W001",
+            )
+        ]
+    return []

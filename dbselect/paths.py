@@ -1,0 +1,117 @@
+"""User-typed paths: normalisation, allowed roots, network detection and bounded file-system calls.
+
+Nothing here creates a file or folder. Calls that may hang on an unreachable network share run
+in a small thread pool with a time limit, so a dead server never blocks a worker thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Callable
+from functools import cache
+from typing import TypeVar
+
+from dbselect.conf import get_config
+
+T = TypeVar("T")
+
+NETWORK_FS_TYPES = frozenset(
+    {"cifs", "smb3", "smbfs", "nfs", "nfs4", "afs", "ncpfs", "9p", "fuse.sshfs", "davfs", "ceph"}
+)
+
+# Hung calls keep their thread; a few spare threads keep the next call from queuing behind it.
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="dbselect-fs")
+
+
+class PathRejected(ValueError):
+    """A path the user typed cannot be used; the message says why, in plain words."""
+
+
+def normalize_user_path(raw: object) -> str:
+    """Return the absolute, lexically normalised form of a path typed by a user.
+
+    UNC paths (``\\\\server\\share\\file``) are accepted and written with forward slashes.
+    """
+    if not isinstance(raw, str):
+        raise PathRejected("Enter the path of a database file.")
+    text = raw.strip()
+    if not text:
+        raise PathRejected("Enter the path of a database file.")
+    if "\x00" in text:
+        raise PathRejected("The path contains a NUL character.")
+    limit = get_config()["MAX_PATH_LENGTH"]
+    if len(text) > limit:
+        raise PathRejected(f"The path is longer than {limit} characters.")
+    if is_unc(text):
+        text = "//" + text.lstrip("\\/").replace("\\", "/")
+    if not os.path.isabs(text):
+        raise PathRejected(
+            "Enter an absolute path (for example /srv/nukeworks/site.sqlite or "
+            "\\\\server\\share\\site.sqlite); relative paths are ambiguous on a server."
+        )
+    return os.path.normpath(text)
+
+
+def is_unc(path: str) -> bool:
+    """Return True for a UNC path (``\\\\server\\share`` or ``//server/share``)."""
+    return (path.startswith("\\\\") or path.startswith("//")) and not path.startswith("///")
+
+
+def is_allowed(path: str) -> bool:
+    """Return True when `path` lies under one of the allowed roots (or no roots are set)."""
+    roots = get_config()["ALLOWED_ROOTS"]
+    if not roots:
+        return True
+    real = os.path.realpath(path)
+    for root in roots:
+        root_real = os.path.realpath(root)
+        try:
+            if os.path.commonpath([real, root_real]) == root_real:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def check_allowed(path: str) -> None:
+    """Raise PathRejected when `path` lies outside the allowed roots."""
+    if not is_allowed(path):
+        raise PathRejected("This location is outside the folders this server allows.")
+
+
+@cache
+def _network_mounts() -> tuple[str, ...]:
+    """Return the mount points whose file system is a network one (read once per process)."""
+    mounts: list[str] = []
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].lower() in NETWORK_FS_TYPES:
+                    mounts.append(parts[1].replace("\\040", " "))
+    except OSError:
+        pass
+    return tuple(sorted(mounts, key=len, reverse=True))
+
+
+def is_network_path(path: str, mounts: tuple[str, ...] | None = None) -> bool:
+    """Return True for a UNC path or a path on a network file system (cifs, smb, nfs…)."""
+    if is_unc(path):
+        return True
+    for mount in _network_mounts() if mounts is None else mounts:
+        if path == mount or path.startswith(mount.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def bounded(fn: Callable[[], T], timeout: float | None = None) -> T:
+    """Run `fn` with a time limit; raise PathRejected when the file system does not answer."""
+    limit = get_config()["STAT_TIMEOUT"] if timeout is None else timeout
+    future = _pool.submit(fn)
+    try:
+        return future.result(timeout=limit)
+    except concurrent.futures.TimeoutError:
+        raise PathRejected(
+            f"The location did not answer within {limit:g} s (is the network share reachable?)."
+        ) from None

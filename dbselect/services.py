@@ -1,0 +1,86 @@
+"""The selection flow: validate a chosen path and switch the session to it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError
+from django.http import HttpRequest
+
+from audit import log as audit_log
+from dbselect import registry, selector_cache, session
+from dbselect.models import SystemSetting
+from dbselect.paths import PathRejected, check_allowed, normalize_user_path
+from dbselect.validation import DatabaseInfo, ValidationFailed, inspect_database, refusal_reason
+
+logger = logging.getLogger("nukeworks.dbselect")
+
+MAX_DISPLAY_NAME = 200
+
+
+@dataclass
+class SelectionResult:
+    """What happened to a selection: success, or the reason it was refused."""
+
+    ok: bool
+    path: str | None = None
+    reason: str | None = None
+    info: DatabaseInfo | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_path(raw: object) -> tuple[str, DatabaseInfo]:
+    """Normalise, authorise and validate a user-typed path; raise ValidationFailed if unusable."""
+    try:
+        path = normalize_user_path(raw)
+        check_allowed(path)
+    except PathRejected as exc:
+        raise ValidationFailed(str(exc)) from None
+    return path, inspect_database(path)
+
+
+def select(request: HttpRequest, raw_path: object, display_name: str = "") -> SelectionResult:
+    """Switch the session to the database at `raw_path` if it is usable as it stands."""
+    try:
+        path, info = check_path(raw_path)
+    except ValidationFailed as exc:
+        _audit_refusal(request, raw_path, exc.reason)
+        return SelectionResult(False, reason=exc.reason)
+    reason = refusal_reason(info)
+    if reason:
+        _audit_refusal(request, path, reason)
+        return SelectionResult(False, path=path, reason=reason, info=info)
+    try:
+        engine, info = registry.validate_and_register(path)
+    except registry.DatabaseUnavailable as exc:
+        return SelectionResult(False, path=path, reason=exc.reason)
+    warnings = list(info.warnings)
+    name = display_name.strip()[:MAX_DISPLAY_NAME]
+    if name and name != info.display_name:
+        try:
+            SystemSetting.set_value(SystemSetting.DISPLAY_NAME, name, using=engine.alias)
+        except DatabaseError as exc:
+            warnings.append(f"The display name could not be saved in the database: {exc}")
+        else:
+            engine.display_name = name
+    session.switch(request, engine, reason="selected")
+    selector_cache.remember_selection(path)
+    audit_log.record(
+        "database.select", target=path, request=request, using=engine.alias,
+        detail=f"display name: {session.selected_name(request)}",
+    )
+    logger.info("session selected database path=%r alias=%s", path, engine.alias)
+    return SelectionResult(True, path=path, info=info, warnings=warnings)
+
+
+def _audit_refusal(request: HttpRequest, target: object, reason: str) -> None:
+    current = session.selected_path(request)
+    engine = registry.get_engine(current) if current else None
+    if engine is None:
+        logger.info("selection refused target=%r reason=%r", target, reason)
+        return
+    audit_log.record(
+        "database.select", target=str(target)[:1000], outcome="failure", detail=reason,
+        request=request, using=engine.alias,
+    )

@@ -1,0 +1,67 @@
+"""The session keys of the database selection, and the one place that changes them."""
+
+from __future__ import annotations
+
+import os
+
+from django.http import HttpRequest
+
+from dbselect.registry import Engine
+from dbselect.signals import database_switched
+
+SELECTED_PATH = "selected_db_path"
+SELECTED_NAME = "selected_db_name"
+PREVIOUS_PATH = "previous_db_path"
+PREVIOUS_NAME = "previous_db_name"
+
+
+def selected_path(request: HttpRequest) -> str | None:
+    """Return the database path this session works on, if any."""
+    session = getattr(request, "session", None)
+    return session.get(SELECTED_PATH) if session is not None else None
+
+
+def selected_name(request: HttpRequest) -> str | None:
+    """Return the display name of this session's database."""
+    session = getattr(request, "session", None)
+    return session.get(SELECTED_NAME) if session is not None else None
+
+
+def display_name_for(path: str, name: str | None) -> str:
+    """Return the name to show for a database: its own label, else its folder name."""
+    if name:
+        return name
+    parent = os.path.basename(os.path.dirname(path))
+    return parent or os.path.basename(path)
+
+
+def switch(request: HttpRequest, engine: Engine, *, reason: str) -> None:
+    """Point the session at `engine`'s database and tell listeners (login re-binding…)."""
+    session = request.session
+    current = session.get(SELECTED_PATH)
+    name = display_name_for(engine.path, engine.display_name)
+    if reason == "selected" and current and current != engine.path:
+        session[PREVIOUS_PATH] = current
+        session[PREVIOUS_NAME] = session.get(SELECTED_NAME)
+    elif reason == "fallback":
+        session.pop(PREVIOUS_PATH, None)
+        session.pop(PREVIOUS_NAME, None)
+    session[SELECTED_PATH] = engine.path
+    session[SELECTED_NAME] = name
+    database_switched.send(
+        sender=switch,
+        request=request,
+        path=engine.path,
+        alias=engine.alias,
+        display_name=name,
+        reason=reason,
+    )
+
+
+def clear(request: HttpRequest) -> None:
+    """Forget the session's database (it goes back to the selector)."""
+    for key in (SELECTED_PATH, SELECTED_NAME, PREVIOUS_PATH, PREVIOUS_NAME):
+        request.session.pop(key, None)
+    database_switched.send(
+        sender=clear, request=request, path=None, alias=None, display_name=None, reason="cleared"
+    )

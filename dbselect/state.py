@@ -1,0 +1,48 @@
+"""Request-local state: which connection alias the current request works on.
+
+Modelled on django.utils.timezone: an asgiref Local (thread- and task-safe, never a plain
+global), `activate()`/`deactivate()` and an `override()` context manager that restores the
+previous value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from asgiref.local import Local
+
+_active = Local()
+
+
+def activate(alias: str) -> None:
+    """Make `alias` the database of the current request."""
+    _active.alias = alias
+
+
+def deactivate() -> None:
+    """Forget the current request's database."""
+    if hasattr(_active, "alias"):
+        del _active.alias
+
+
+def get_active_alias() -> str | None:
+    """Return the alias of the current request, or None outside a selected-database request."""
+    return getattr(_active, "alias", None)
+
+
+@contextmanager
+def override(alias: str | None) -> Iterator[None]:
+    """Work on `alias` inside the block, then put the previous alias back."""
+    previous = get_active_alias()
+    if alias is None:
+        deactivate()
+    else:
+        activate(alias)
+    try:
+        yield
+    finally:
+        if previous is None:
+            deactivate()
+        else:
+            activate(previous)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from dbselect import views
+
+app_name = "dbselect"
+
+urlpatterns = [
+    path("select-db", views.select_database, name="select"),
+    path("select-db/browse", views.browse, name="browse"),
+]

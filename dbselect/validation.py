@@ -1,0 +1,267 @@
+"""Read-only validation of a database file chosen by a user.
+
+The file is untrusted: its header is checked before SQLite opens it, it is opened read-only
+(`mode=ro`, and `immutable=1` for a checkpointed WAL file so no `-wal`/`-shm` appear beside
+it), with `trusted_schema=OFF`, `cell_size_check=ON` and `query_only=ON`, and only plain
+tables are read (never a view, so nothing defined by the file runs). It reads the header,
+`sqlite_master`, `django_migrations` and two small lookups: well under a millisecond, whatever
+the file's size.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import urllib.parse
+from dataclasses import dataclass, field
+
+from dbselect.paths import PathRejected, bounded
+from dbselect.schema import Migration, SchemaState, compare
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+HEADER_SIZE = 100
+DISPLAY_NAME_KEY = "db_display_name"
+SETTINGS_TABLE = "system_settings"
+COMPANY_TABLE = "companies_company"
+
+
+class ValidationFailed(Exception):
+    """The file cannot be used; `reason` says why in words a user understands."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SqliteHeader:
+    """The parts of the 100-byte SQLite header that validation needs."""
+
+    page_size: int
+    wal: bool
+    page_count: int | None
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What identifies one file on disk, and what changes when it is written."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def same_file(self, other: FileIdentity) -> bool:
+        return (self.device, self.inode) == (other.device, other.inode)
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """What validation learned about a database file."""
+
+    path: str
+    state: SchemaState
+    display_name: str | None
+    identity: FileIdentity
+    header: SqliteHeader
+    is_empty: bool = False
+    pending: tuple[Migration, ...] = ()
+    unknown: tuple[Migration, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def usable(self) -> bool:
+        """Return True when the file can be switched to at once."""
+        return self.state is SchemaState.UP_TO_DATE
+
+
+def parse_header(data: bytes, size: int) -> SqliteHeader:
+    """Check a SQLite header against the file size; raise ValidationFailed if it is wrong."""
+    if len(data) < HEADER_SIZE or not data.startswith(SQLITE_MAGIC):
+        raise ValidationFailed(
+            "The file is not a SQLite database (its header is wrong; is it encrypted or "
+            "another kind of file?)."
+        )
+    page_size = int.from_bytes(data[16:18], "big")
+    if page_size == 1:
+        page_size = 65536
+    if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+        raise ValidationFailed("The SQLite header is corrupt (invalid page size).")
+    write_version, read_version = data[18], data[19]
+    if write_version not in (1, 2) or read_version not in (1, 2):
+        raise ValidationFailed("The SQLite header is corrupt (unknown file format version).")
+    page_count: int | None = None
+    # The in-header size is valid only when the change counter matches "version valid for".
+    if data[24:28] == data[92:96]:
+        page_count = int.from_bytes(data[28:32], "big") or None
+    if size % page_size:
+        raise ValidationFailed(
+            f"The file is truncated or damaged: {size} bytes is not a whole number of "
+            f"{page_size}-byte pages."
+        )
+    if page_count is not None and page_count * page_size > size:
+        raise ValidationFailed(
+            f"The file is truncated: its header describes {page_count} pages "
+            f"but only {size // page_size} are present."
+        )
+    return SqliteHeader(page_size=page_size, wal=write_version == 2, page_count=page_count)
+
+
+def read_header(path: str) -> tuple[SqliteHeader, FileIdentity]:
+    """Open `path` read-only (never creating it), check it is a regular file and parse its header."""
+
+    def _read() -> tuple[bytes, os.stat_result]:
+        # O_NONBLOCK: a FIFO swapped in after a stat must not block this thread.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise ValidationFailed("This path is a folder, not a database file.")
+            if not stat.S_ISREG(st.st_mode):
+                raise ValidationFailed(
+                    "This path is not a regular file (it is a device, pipe or socket)."
+                )
+            return os.pread(fd, HEADER_SIZE, 0), st
+        finally:
+            os.close(fd)
+
+    try:
+        data, st = bounded(_read)
+    except PathRejected as exc:
+        raise ValidationFailed(str(exc)) from None
+    except FileNotFoundError:
+        raise ValidationFailed("No file exists at this path.") from None
+    except IsADirectoryError:
+        raise ValidationFailed("This path is a folder, not a database file.") from None
+    except PermissionError:
+        raise ValidationFailed("The server is not allowed to read this file.") from None
+    except OSError as exc:
+        raise ValidationFailed(f"The file cannot be opened: {exc.strerror or exc}.") from None
+    if st.st_size == 0:
+        raise ValidationFailed("The file is empty (0 bytes), not a SQLite database.")
+    return parse_header(data, st.st_size), FileIdentity.of(st)
+
+
+def readonly_uri(path: str, *, immutable: bool = False) -> str:
+    """Return a read-only SQLite URI for `path`, with every special character escaped."""
+    query = "mode=ro&immutable=1" if immutable else "mode=ro"
+    return f"file:{urllib.parse.quote(path, safe='/')}?{query}"
+
+
+def open_readonly(path: str, header: SqliteHeader, timeout: float = 2.0) -> sqlite3.Connection:
+    """Open an untrusted file read-only without creating anything beside it."""
+    # A WAL file with no -wal beside it is fully checkpointed; `mode=ro` alone would create
+    # -wal/-shm files that outlive the connection, `immutable=1` reads it without them.
+    immutable = header.wal and not os.path.exists(path + "-wal")
+    conn = sqlite3.connect(
+        readonly_uri(path, immutable=immutable),
+        uri=True,
+        timeout=timeout,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    conn.execute("PRAGMA trusted_schema = OFF")
+    conn.execute("PRAGMA cell_size_check = ON")
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def _describe_sqlite_error(exc: sqlite3.Error) -> str:
+    message = str(exc)
+    if "not a database" in message or "encrypted" in message:
+        return "The file is not a SQLite database (or it is encrypted)."
+    if "malformed" in message or "corrupt" in message:
+        return f"The database file is corrupt ({message})."
+    if "locked" in message or "busy" in message:
+        return "The database is locked by another program; try again in a moment."
+    if "unable to open" in message:
+        return "The server cannot open this file."
+    return f"SQLite could not read the file ({message})."
+
+
+def inspect_database(path: str) -> DatabaseInfo:
+    """Validate the file at an already-normalised absolute `path`, read-only.
+
+    Raise ValidationFailed when it is not a readable SQLite database; otherwise return its
+    schema state (which may still forbid switching to it), display name and warnings.
+    """
+    header, identity = read_header(path)
+    try:
+        conn = bounded(lambda: open_readonly(path, header))
+    except PathRejected as exc:
+        raise ValidationFailed(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise ValidationFailed(_describe_sqlite_error(exc)) from None
+    try:
+        return _inspect_open(conn, path, header, identity)
+    except sqlite3.Error as exc:
+        raise ValidationFailed(_describe_sqlite_error(exc)) from None
+    finally:
+        conn.close()
+
+
+def _inspect_open(
+    conn: sqlite3.Connection, path: str, header: SqliteHeader, identity: FileIdentity
+) -> DatabaseInfo:
+    tables = {
+        name
+        for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+        ).fetchall()
+        if not (sql or "").upper().startswith("CREATE VIRTUAL")
+    }
+    if "django_migrations" not in tables:
+        return DatabaseInfo(path, SchemaState.NOT_NUKEWORKS, None, identity, header)
+    applied = {
+        (str(app), str(name))
+        for app, name in conn.execute("SELECT app, name FROM django_migrations").fetchall()
+    }
+    comparison = compare(applied)
+    display_name = None
+    if SETTINGS_TABLE in tables:
+        row = conn.execute(
+            f'SELECT value FROM "{SETTINGS_TABLE}" WHERE key = ?', (DISPLAY_NAME_KEY,)
+        ).fetchone()
+        if row and isinstance(row[0], str) and row[0].strip():
+            display_name = row[0].strip()
+    is_empty = COMPANY_TABLE not in tables or (
+        conn.execute(f'SELECT 1 FROM "{COMPANY_TABLE}" LIMIT 1').fetchone() is None
+    )
+    warnings = ("This database holds no companies yet: is it the one you meant?",) if (
+        is_empty and comparison.state is not SchemaState.NOT_NUKEWORKS
+    ) else ()
+    return DatabaseInfo(
+        path=path,
+        state=comparison.state,
+        display_name=display_name,
+        identity=identity,
+        header=header,
+        is_empty=is_empty,
+        pending=comparison.pending,
+        unknown=comparison.unknown,
+        warnings=warnings,
+    )
+
+
+def refusal_reason(info: DatabaseInfo) -> str | None:
+    """Return why a session cannot switch to this file now, or None when it can."""
+    if info.state is SchemaState.NOT_NUKEWORKS:
+        return (
+            "This is a SQLite database, but not a NukeWorks one "
+            "(it has no NukeWorks migrations)."
+        )
+    if info.state is SchemaState.NEWER:
+        names = ", ".join(f"{app}.{name}" for app, name in info.unknown)
+        return (
+            "This database was created by a newer version of NukeWorks "
+            f"(unknown migrations: {names}). Upgrade NukeWorks to open it."
+        )
+    if info.state is SchemaState.NEEDS_MIGRATION:
+        names = ", ".join(f"{app}.{name}" for app, name in info.pending)
+        return f"This database needs migration before it can be used: {names}."
+    return None

@@ -1,0 +1,1 @@
+"""NukeWorks project package: settings, URLs, WSGI/ASGI and the domain sub-apps."""

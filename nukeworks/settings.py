@@ -1,0 +1,174 @@
+"""Django settings for NukeWorks.
+
+Every value that differs between machines comes from the environment (or a `.env` file beside
+manage.py) through django-environ. The database a request works on is *not* configured here:
+each browser session chooses it at /select-db (see dbselect). The `default` alias below only
+serves management commands run without `--database` and as the template from which runtime
+aliases are built.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+INSTANCE_DIR = Path(env.str("NUKEWORKS_INSTANCE_DIR", default=str(BASE_DIR / "instance")))
+DATABASES_DIR = Path(env.str("NUKEWORKS_DATABASES_DIR", default=str(BASE_DIR / "databases")))
+
+
+def _secret_key() -> str:
+    """Return SECRET_KEY from the environment, else a machine-local generated one."""
+    key = env.str("SECRET_KEY", default="")
+    if key:
+        return key
+    key_file = INSTANCE_DIR / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+        return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# "development", "testing" or "production": production turns on secure cookies and HSTS.
+NUKEWORKS_ENV = env.str("NUKEWORKS_ENV", default="development")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "dbselect",
+    "accounts",
+    "audit",
+    "snapshots",
+    "nukeworks.companies",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "dbselect.middleware.DatabaseSelectionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.DatabaseBoundLoginMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "nukeworks.urls"
+WSGI_APPLICATION = "nukeworks.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dbselect.context_processors.selected_database",
+            ],
+        },
+    },
+]
+
+# The `default` alias is the project's sample database. Requests never fall back to it: the
+# middleware sends every session without a selection to /select-db, and the router sends every
+# query of a request to the session's own alias.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": env.str(
+            "NUKEWORKS_DEFAULT_DB", default=str(DATABASES_DIR / "default" / "nukeworks.sqlite")
+        ),
+        "CONN_MAX_AGE": env.int("DB_CONN_MAX_AGE", default=0),
+        "OPTIONS": {},
+    }
+}
+DATABASE_ROUTERS = ["dbselect.routers.SessionRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Settings of the per-session database selection (dbselect/conf.py holds the defaults).
+DBSELECT = {
+    "DATABASES_DIR": DATABASES_DIR,
+    "SELECTOR_CACHE_FILE": INSTANCE_DIR / "db_selector.json",
+    "ALLOWED_ROOTS": [p for p in env.str("DBSELECT_ALLOWED_ROOTS", default="").split(":") if p],
+    "BUSY_TIMEOUT": env.float("DBSELECT_BUSY_TIMEOUT", default=5.0),
+    "SYNCHRONOUS": env.str("DBSELECT_SYNCHRONOUS", default="FULL"),
+    "STAT_TIMEOUT": env.float("DBSELECT_STAT_TIMEOUT", default=3.0),
+    "REGISTER_SCANNED_AT_STARTUP": env.bool("DBSELECT_REGISTER_SCANNED", default=True),
+}
+
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "companies:home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# File-backed sessions, as the specification asks: the session must work before any database
+# is selected, so it cannot live in one.
+SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.file")
+SESSION_FILE_PATH = env.str("SESSION_FILE_PATH", default=str(INSTANCE_DIR / "sessions"))
+Path(SESSION_FILE_PATH).mkdir(parents=True, exist_ok=True)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = NUKEWORKS_ENV == "production"
+CSRF_COOKIE_SECURE = NUKEWORKS_ENV == "production"
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "nukeworks": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    },
+}

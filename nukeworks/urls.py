@@ -1,0 +1,14 @@
+"""URLs of NukeWorks."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from dbselect.views import healthz
+
+urlpatterns = [
+    path("", include("dbselect.urls")),
+    path("", include("accounts.urls")),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("", include("nukeworks.companies.urls")),
+]

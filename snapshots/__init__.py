@@ -1,0 +1,1 @@
+"""Manual per-database snapshots and restore."""
