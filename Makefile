@@ -18,6 +18,7 @@ setup: venv
 	@mkdir -p instance databases/default/snapshots
 	$(PY) manage.py initdb default --display-name Default
 	$(PY) manage.py ensureadmin --database default
+	$(PY) manage.py collectstatic --noinput -v 0
 
 ## Serve on 127.0.0.1:8000 with gunicorn (gthread workers).
 run: setup

@@ -61,6 +61,10 @@ def rebind(request: HttpRequest, path: str, alias: str, display_name: str | None
         )
         logger.info("login dropped on switch user=%r path=%r", username, path)
         return False
+    # login() flushes the whole session (database selection included) when it finds another
+    # user's keys in it; the old login is being replaced deliberately, so drop its keys first.
+    for key in (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY):
+        session.pop(key, None)
     request._nukeworks_rebinding = True
     try:
         with state.override(alias):

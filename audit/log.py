@@ -55,7 +55,8 @@ def record(
     try:
         AuditEntry.objects.db_manager(using).create(
             username=name[:150],
-            user=user_in_db,
+            # By id: the entry and the user live in the same file, whatever alias is active.
+            user_id=user_in_db.pk if user_in_db is not None else None,
             action=action[:64],
             target=target,
             outcome=outcome,

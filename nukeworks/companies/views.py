@@ -47,7 +47,7 @@ class CompanyList(LoginRequiredMixin, SearchMixin, generic.ListView):
     search_fields = ("name", "country", "notes")
 
     def get_queryset(self):
-        return super().get_queryset().annotate(project_count=Count("projects"))
+        return super().get_queryset().annotate(project_count=Count("projects")).order_by("name")
 
 
 class CompanyDetail(LoginRequiredMixin, generic.DetailView):

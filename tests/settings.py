@@ -1,0 +1,28 @@
+"""Test settings: the project's settings with every machine-local path in a temporary folder."""
+
+import os
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="nukeworks-tests-")
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
+os.environ["NUKEWORKS_INSTANCE_DIR"] = os.path.join(_TMP, "instance")
+os.environ["NUKEWORKS_DATABASES_DIR"] = os.path.join(_TMP, "databases")
+os.environ["NUKEWORKS_DEFAULT_DB"] = os.path.join(_TMP, "default.sqlite")
+os.environ["SESSION_FILE_PATH"] = os.path.join(_TMP, "sessions")
+os.environ["NUKEWORKS_ENV"] = "testing"
+
+from nukeworks.settings import *  # noqa: E402,F403
+from nukeworks.settings import DBSELECT  # noqa: E402
+
+TEST_TMP_DIR = _TMP
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DBSELECT = {**DBSELECT, "REGISTER_SCANNED_AT_STARTUP": False}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+LOGGING = {"version": 1, "disable_existing_loggers": False}
+STATIC_ROOT = os.path.join(_TMP, "staticfiles")
+os.makedirs(STATIC_ROOT, exist_ok=True)

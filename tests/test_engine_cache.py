@@ -1,0 +1,71 @@
+"""The engine cache: one stable alias per path, complete settings, safe under threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+
+from dbselect import registry, state
+from nukeworks.companies.models import Company
+
+
+def test_same_path_gives_the_same_alias(make_database):
+    path = str(make_database())
+    assert registry.register(path).alias == registry.register(path).alias
+    assert registry.alias_for_path(path) == registry.register(path).alias
+
+
+def test_two_paths_give_two_aliases(make_database):
+    first, second = str(make_database()), str(make_database())
+    assert registry.register(first).alias != registry.register(second).alias
+
+
+def test_registered_settings_are_complete(make_database):
+    path = str(make_database())
+    alias = registry.register(path).alias
+    cfg = connections.settings[alias]
+    assert set(connections.settings[DEFAULT_DB_ALIAS]) <= set(cfg)
+    assert cfg["NAME"] == path
+    assert cfg["TIME_ZONE"] == connections.settings[DEFAULT_DB_ALIAS]["TIME_ZONE"]
+    assert cfg["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_registered_alias_answers_queries(make_database):
+    path = str(make_database(companies=["Acme"]))
+    alias = registry.register(path).alias
+    with state.override(alias):
+        assert list(Company.objects.values_list("name", flat=True)) == ["Acme"]
+
+
+def test_concurrent_registration_and_close_old_connections_raise_nothing(make_database):
+    paths = [str(make_database(name=None)) for _ in range(4)]
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 2.0
+    counter = iter(range(10**9))
+
+    def registrar() -> None:
+        try:
+            while time.monotonic() < stop:
+                registry.register(f"/nonexistent/hammer/{next(counter)}.sqlite")
+        except BaseException as exc:
+            errors.append(exc)
+
+    def closer() -> None:
+        try:
+            while time.monotonic() < stop:
+                for path in paths:
+                    connections[registry.register(path).alias].ensure_connection()
+                close_old_connections()
+                connections.close_all()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=registrar) for _ in range(4)]
+    threads += [threading.Thread(target=closer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
