@@ -34,6 +34,8 @@ def remember_binding(request: HttpRequest, username: str, path: str | None) -> N
 
 def drop_login(request: HttpRequest) -> None:
     """Sign the session out without forgetting its database selection."""
+    if SESSION_KEY not in request.session:
+        return
     for key in (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY, AUTH_USERNAME, AUTH_DB_PATH):
         request.session.pop(key, None)
     request.session.cycle_key()

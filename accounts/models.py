@@ -7,8 +7,9 @@ from django.db import models
 class User(AbstractUser):
     """A user of one database file. "Admin" means is_staff (superusers included)."""
 
-    last_db_path = models.TextField(null=True, blank=True)
-    last_db_display_name = models.TextField(null=True, blank=True)
+    # NULL means "never selected" (the spec's `TEXT NULL` columns), distinct from "".
+    last_db_path = models.TextField(null=True, blank=True)  # noqa: DJ001
+    last_db_display_name = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     @property
     def is_admin(self) -> bool:

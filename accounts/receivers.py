@@ -8,7 +8,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from accounts.binding import rebind, remember_binding
+from accounts.binding import drop_login, rebind, remember_binding
 from audit import log as audit_log
 from dbselect import session as db_session
 from dbselect import state
@@ -22,6 +22,8 @@ def on_database_switched(
 ) -> None:
     """Re-bind the login to the new database; remember it as the user's last database."""
     if path is None or alias is None:
+        # No database any more: a login without its database means nothing.
+        drop_login(request)
         return
     if not rebind(request, path, alias, display_name):
         return

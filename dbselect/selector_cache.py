@@ -34,7 +34,9 @@ def _clean(data: object) -> dict[str, Any]:
     if not isinstance(data, dict):
         return dict(EMPTY, recent_paths=[])
     recent = data.get("recent_paths")
-    recent_paths = [p for p in recent if isinstance(p, str) and p] if isinstance(recent, list) else []
+    if not isinstance(recent, list):
+        recent = []
+    recent_paths = [p for p in recent if isinstance(p, str) and p]
     browsed = data.get("last_browsed_dir")
     default = data.get("global_default_path")
     return {

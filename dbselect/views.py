@@ -79,7 +79,9 @@ def select_database(request: HttpRequest) -> HttpResponse:
         target = _safe_next(request)
         if not request.user.is_authenticated:
             login = reverse("accounts:login")
-            return HttpResponseRedirect(f"{login}?{urlencode({'next': target})}" if target else login)
+            if target:
+                login += "?" + urlencode({"next": target})
+            return HttpResponseRedirect(login)
         return HttpResponseRedirect(target or reverse("companies:home"))
     current = session.selected_path(request)
     if current:
