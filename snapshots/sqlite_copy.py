@@ -16,13 +16,30 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from dbselect.paths import is_network_path
+
 Progress = Callable[[int, int], None]
+
+# Reading through a memory map saves one read() per page (~15 % of a snapshot's time). SQLite
+# advises against mmap on network file systems, so those read page by page.
+MMAP_SIZE = 1 << 40
 
 
 class CopyFailed(Exception):
     """A copy or restore did not complete; the destination was left untouched or rolled back."""
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """A finished copy: where it is, how big, and the SHA-256 of its bytes."""
+
+    path: Path
+    size: int
+    sha256: str
 
 
 def _readonly_uri(path: str | Path) -> str:
@@ -47,13 +64,26 @@ def check_integrity(path: str | Path, *, quick: bool = True) -> str | None:
     return None if rows == ["ok"] else "; ".join(str(r) for r in rows[:5])
 
 
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_of(path: str | Path, chunk: int = 4 << 20) -> str:
     """Return the SHA-256 hex digest of a file."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def page_size_of(path: str | Path) -> int | None:
+    """Return the page size recorded in a SQLite header, or None if there is no valid header."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError:
+        return None
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return None
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
 
 
 def _fsync(path: str | Path) -> None:
@@ -88,41 +118,63 @@ def _run_with_progress(
         progress(total, total)
 
 
-def backup_to(
+def copy_database(
     source: str | Path,
     destination: str | Path,
     *,
     progress: Progress | None = None,
     busy_timeout: float = 30.0,
-) -> Path:
+) -> CopyResult:
     """Copy the live database `source` to the new file `destination`, atomically.
 
-    The copy is written under a temporary name beside `destination`, checked with
-    `quick_check`, switched to the rollback journal (a self-contained single file), flushed to
-    disk and renamed into place. Raise CopyFailed (leaving nothing behind) on any error.
+    The copy is written under a temporary name beside `destination`, switched to the rollback
+    journal (a self-contained single file), checked with `quick_check` while its SHA-256 is
+    computed (both read the same freshly written pages, in parallel), flushed to disk and
+    renamed into place. Raise CopyFailed (leaving nothing behind) on any error.
     """
     source, destination = Path(source), Path(destination)
     if destination.exists():
         raise CopyFailed(f"{destination} already exists.")
     partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.partial")
-    total = source.stat().st_size
+    try:
+        total = source.stat().st_size
+    except OSError as exc:
+        raise CopyFailed(f"The database cannot be read: {exc.strerror}.") from exc
 
     def work() -> None:
         src = sqlite3.connect(_readonly_uri(source), uri=True, timeout=busy_timeout)
         dst = sqlite3.connect(str(partial))
         try:
+            if not is_network_path(str(source)):
+                src.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
+                dst.execute(f"PRAGMA mmap_size={MMAP_SIZE}")
+            # The partial file is thrown away on any failure and flushed once at the end, so
+            # journaling and syncing it page by page would only slow the copy down (~30 %).
+            dst.execute("PRAGMA journal_mode=OFF")
+            dst.execute("PRAGMA synchronous=OFF")
+            dst.execute("PRAGMA locking_mode=EXCLUSIVE")
             src.backup(dst, pages=-1)
-            dst.execute("PRAGMA journal_mode=DELETE")
+            # The header was copied from a WAL source; make the snapshot a single file again.
+            mode = dst.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+            if str(mode).lower() != "delete":
+                raise CopyFailed(f"The copy could not leave WAL mode (journal_mode={mode}).")
         finally:
             dst.close()
             src.close()
 
     try:
         _run_with_progress(work, partial, total, progress)
-        problem = check_integrity(partial)
+        # Check, hash and flush the new file at once: all three read or write back the same
+        # pages, which are still in the page cache; a failed check simply discards the file.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="snapshot-verify") as pool:
+            checked = pool.submit(check_integrity, partial)
+            digest = pool.submit(sha256_of, partial)
+            flushed = pool.submit(_fsync, partial)
+            problem, sha256 = checked.result(), digest.result()
+            flushed.result()
         if problem:
             raise CopyFailed(f"The copy failed its integrity check: {problem}")
-        _fsync(partial)
+        size = partial.stat().st_size
         os.replace(partial, destination)
         _fsync(destination.parent)
     except (sqlite3.Error, OSError) as exc:
@@ -131,7 +183,20 @@ def backup_to(
         for leftover in (partial, Path(f"{partial}-journal"), Path(f"{partial}-wal")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-    return destination
+    return CopyResult(destination, size, sha256)
+
+
+def backup_to(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    progress: Progress | None = None,
+    busy_timeout: float = 30.0,
+) -> Path:
+    """Copy the live database `source` to the new file `destination`; see copy_database()."""
+    return copy_database(
+        source, destination, progress=progress, busy_timeout=busy_timeout
+    ).path
 
 
 def restore_into(
@@ -152,6 +217,14 @@ def restore_into(
     problem = check_integrity(snapshot)
     if problem:
         raise CopyFailed(f"The snapshot is damaged and was not restored: {problem}")
+    snapshot_pages, live_pages = page_size_of(snapshot), page_size_of(live)
+    if live_pages is not None and snapshot_pages != live_pages:
+        # SQLite refuses this backup into a WAL database with "attempt to write a readonly
+        # database", which would tell the user nothing.
+        raise CopyFailed(
+            f"The snapshot uses {snapshot_pages}-byte pages and the database {live_pages}-byte "
+            "pages; it cannot be restored in place."
+        )
     total = snapshot.stat().st_size
 
     def work() -> None:
@@ -165,7 +238,7 @@ def restore_into(
 
     try:
         _run_with_progress(work, live, total, progress)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise CopyFailed(f"The restore failed: {exc}") from exc
     problem = check_integrity(live)
     if problem:
