@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib.auth import SESSION_KEY
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
 from accounts.binding import AUTH_DB_PATH, rebind
+from dbselect import faults, state
 from dbselect import session as db_session
-from dbselect import state
 
 
 class DatabaseBoundLoginMiddleware:
@@ -27,5 +28,12 @@ class DatabaseBoundLoginMiddleware:
             path = db_session.selected_path(request)
             alias = state.get_active_alias()
             if path and alias and session.get(AUTH_DB_PATH) != path:
-                rebind(request, path, alias, db_session.selected_name(request))
+                try:
+                    rebind(request, path, alias, db_session.selected_name(request))
+                except DatabaseError as exc:
+                    # A locked or broken file: a 503 page or a fallback, never a 500.
+                    response = faults.fault_response(request, exc)
+                    if response is None:
+                        raise
+                    return response
         return self.get_response(request)

@@ -1,4 +1,9 @@
-"""The browse widget's back end: folders and database files under one folder."""
+"""The browse widget's back end: folders and database files under one folder.
+
+Only folders and files named like databases are listed, never hidden entries, and with
+allowed roots set, nothing whose real location (symlinks resolved) lies outside them. Every
+file-system call runs under `bounded()`, so a dead network share cannot hang the worker.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ def list_folder(raw_dir: object) -> dict[str, Any]:
                     kind = "database"
                 else:
                     continue
+                # realpath(): a symlink inside an allowed root may point outside it.
+                if not is_allowed(entry.path):
+                    continue
                 entries.append({"name": entry.name, "path": entry.path, "type": kind})
         entries.sort(key=lambda e: (e["type"] != "folder", e["name"].lower()))
         return entries
@@ -51,11 +59,10 @@ def list_folder(raw_dir: object) -> dict[str, Any]:
         raise PathRejected("The server is not allowed to read this folder.") from None
     except OSError as exc:
         raise PathRejected(f"The folder cannot be listed: {exc.strerror or exc}.") from None
-    entries = [e for e in entries if is_allowed(e["path"])]
     parent = os.path.dirname(folder)
     return {
         "dir": folder,
-        "parent": parent if parent != folder and is_allowed(parent) else None,
+        "parent": parent if parent != folder and bounded(lambda: is_allowed(parent)) else None,
         "entries": entries[:MAX_ENTRIES],
         "truncated": len(entries) > MAX_ENTRIES,
     }

@@ -40,6 +40,11 @@ def normalize_user_path(raw: object) -> str:
         raise PathRejected("Enter the path of a database file.")
     if "\x00" in text:
         raise PathRejected("The path contains a NUL character.")
+    try:
+        # Lone surrogates cannot name a file; later os calls would raise UnicodeEncodeError.
+        os.fsencode(text)
+    except UnicodeError:
+        raise PathRejected("The path contains characters that cannot name a file.") from None
     limit = get_config()["MAX_PATH_LENGTH"]
     if len(text) > limit:
         raise PathRejected(f"The path is longer than {limit} characters.")
@@ -76,7 +81,10 @@ def is_allowed(path: str) -> bool:
 
 def check_allowed(path: str) -> None:
     """Raise PathRejected when `path` lies outside the allowed roots."""
-    if not is_allowed(path):
+    if not get_config()["ALLOWED_ROOTS"]:
+        return
+    # realpath() walks every component with lstat(): bounded, as on a dead share it may hang.
+    if not bounded(lambda: is_allowed(path)):
         raise PathRejected("This location is outside the folders this server allows.")
 
 

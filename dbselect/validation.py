@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ HEADER_SIZE = 100
 DISPLAY_NAME_KEY = "db_display_name"
 SETTINGS_TABLE = "system_settings"
 COMPANY_TABLE = "companies_company"
+# Seconds the SQLite part of validation may run before it is interrupted.
+VALIDATION_TIME_LIMIT = 2.0
 
 
 class ValidationFailed(Exception):
@@ -113,7 +116,7 @@ def parse_header(data: bytes, size: int) -> SqliteHeader:
 
 
 def read_header(path: str) -> tuple[SqliteHeader, FileIdentity]:
-    """Open `path` read-only (never creating it), check it is a regular file and parse its header."""
+    """Open `path` read-only (never creating it); check it is a regular file; parse its header."""
 
     def _read() -> tuple[bytes, os.stat_result]:
         # O_NONBLOCK: a FIFO swapped in after a stat must not block this thread.
@@ -142,32 +145,67 @@ def read_header(path: str) -> tuple[SqliteHeader, FileIdentity]:
         raise ValidationFailed("The server is not allowed to read this file.") from None
     except OSError as exc:
         raise ValidationFailed(f"The file cannot be opened: {exc.strerror or exc}.") from None
-    if st.st_size == 0:
+    if st.st_size == 0 and not data:
         raise ValidationFailed("The file is empty (0 bytes), not a SQLite database.")
+    # Kernel files such as /proc/self/environ report size 0 but have content: the header
+    # check refuses them without ever showing what they hold.
     return parse_header(data, st.st_size), FileIdentity.of(st)
 
 
 def readonly_uri(path: str, *, immutable: bool = False) -> str:
     """Return a read-only SQLite URI for `path`, with every special character escaped."""
     query = "mode=ro&immutable=1" if immutable else "mode=ro"
-    return f"file:{urllib.parse.quote(path, safe='/')}?{query}"
+    # "file://" + an empty authority: a path starting with "//" (UNC) must not be read as
+    # "file://server/…", which SQLite rejects ("invalid uri authority").
+    return f"file://{urllib.parse.quote(path, safe='/')}?{query}"
+
+
+def needs_immutable(path: str, header: SqliteHeader) -> bool:
+    """Return True when reading `path` with plain `mode=ro` would create files beside it.
+
+    A WAL-mode file needs both `-wal` and `-shm` to be read with `mode=ro`; SQLite creates
+    whichever is missing and leaves it behind after close (measured with SQLite 3.40). Such
+    a file is read with `immutable=1` instead, which creates nothing: with no `-shm` there is
+    no live writer, and WAL content not yet checkpointed (a crashed writer's) is not seen, so
+    validation can only err towards "needs migration", never towards accepting a newer schema
+    it did not read.
+    """
+    if not header.wal:
+        return False
+    return not (os.path.exists(path + "-wal") and os.path.exists(path + "-shm"))
+
+
+# Limits for reading an untrusted file: a hostile schema cannot make validation allocate
+# much memory or parse enormous statements.
+_LIMITS = {
+    sqlite3.SQLITE_LIMIT_LENGTH: 1_000_000,
+    sqlite3.SQLITE_LIMIT_SQL_LENGTH: 1_000_000,
+    sqlite3.SQLITE_LIMIT_EXPR_DEPTH: 100,
+    sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 10,
+    sqlite3.SQLITE_LIMIT_ATTACHED: 0,
+}
+# SQLite virtual-machine steps between two checks of the validation deadline.
+_PROGRESS_STEPS = 10_000
 
 
 def open_readonly(path: str, header: SqliteHeader, timeout: float = 2.0) -> sqlite3.Connection:
     """Open an untrusted file read-only without creating anything beside it."""
-    # A WAL file with no -wal beside it is fully checkpointed; `mode=ro` alone would create
-    # -wal/-shm files that outlive the connection, `immutable=1` reads it without them.
-    immutable = header.wal and not os.path.exists(path + "-wal")
     conn = sqlite3.connect(
-        readonly_uri(path, immutable=immutable),
+        readonly_uri(path, immutable=needs_immutable(path, header)),
         uri=True,
         timeout=timeout,
         isolation_level=None,
         check_same_thread=False,
     )
-    conn.execute("PRAGMA trusted_schema = OFF")
-    conn.execute("PRAGMA cell_size_check = ON")
-    conn.execute("PRAGMA query_only = ON")
+    try:
+        for limit, value in _LIMITS.items():
+            conn.setlimit(limit, value)
+        conn.execute("PRAGMA trusted_schema = OFF")
+        conn.execute("PRAGMA cell_size_check = ON")
+        conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -179,6 +217,14 @@ def _describe_sqlite_error(exc: sqlite3.Error) -> str:
         return f"The database file is corrupt ({message})."
     if "locked" in message or "busy" in message:
         return "The database is locked by another program; try again in a moment."
+    if "readonly" in message:
+        # Reading needs a write only to roll back a hot journal left by a crashed writer.
+        return (
+            "The file has an unfinished transaction (a journal left by a program that "
+            "stopped while writing); open it once with write access to recover it."
+        )
+    if "interrupted" in message:
+        return "Reading the file took too long; it was not validated."
     if "unable to open" in message:
         return "The server cannot open this file."
     return f"SQLite could not read the file ({message})."
@@ -191,18 +237,25 @@ def inspect_database(path: str) -> DatabaseInfo:
     schema state (which may still forbid switching to it), display name and warnings.
     """
     header, identity = read_header(path)
+
+    def _inspect() -> DatabaseInfo:
+        conn = open_readonly(path, header)
+        # A hostile schema cannot keep this thread busy: abort after the time limit.
+        deadline = time.monotonic() + VALIDATION_TIME_LIMIT
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
+        try:
+            return _inspect_open(conn, path, header, identity)
+        finally:
+            conn.close()
+
     try:
-        conn = bounded(lambda: open_readonly(path, header))
+        # Opening and reading both run under the time limit: a network share that stops
+        # answering half-way through must not hang the worker either.
+        return bounded(_inspect)
     except PathRejected as exc:
         raise ValidationFailed(str(exc)) from None
     except sqlite3.Error as exc:
         raise ValidationFailed(_describe_sqlite_error(exc)) from None
-    try:
-        return _inspect_open(conn, path, header, identity)
-    except sqlite3.Error as exc:
-        raise ValidationFailed(_describe_sqlite_error(exc)) from None
-    finally:
-        conn.close()
 
 
 def _inspect_open(

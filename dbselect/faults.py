@@ -1,0 +1,182 @@
+"""Database faults during a request: classify them and answer without a 500.
+
+A view (or template) that hits a SQLite error on the session's database gets one of two
+answers instead of a server error:
+
+* the file is still there but cannot take the request now (locked longer than the busy
+  timeout, read-only, disk full): a 503 page that says so and that the change was not saved;
+* the file is no longer a usable database (deleted, truncated, corrupt, replaced in place):
+  the session falls back to its previous database with the banner, or back to the selector.
+
+Errors that are bugs rather than faults (IntegrityError, a programming error) are left to
+Django's normal handling.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+from django.db import DatabaseError, DataError, IntegrityError, NotSupportedError
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+from dbselect import registry, session
+from dbselect.conf import get_config
+from dbselect.fallback import fall_back
+
+logger = logging.getLogger("nukeworks.dbselect")
+
+BUSY_TEMPLATE = "dbselect/busy.html"
+# Seconds a client is asked to wait before retrying a busy database.
+RETRY_AFTER = 5
+
+
+class FaultKind(enum.Enum):
+    """What went wrong with the database file."""
+
+    BUSY = "busy"
+    READ_ONLY = "read_only"
+    DISK_FULL = "disk_full"
+    UNUSABLE = "unusable"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A classified database fault and the words that explain it."""
+
+    kind: FaultKind
+    detail: str
+
+
+# SQLite primary result codes (https://sqlite.org/rescode.html).
+_BY_CODE = {
+    5: FaultKind.BUSY,  # SQLITE_BUSY
+    6: FaultKind.BUSY,  # SQLITE_LOCKED
+    8: FaultKind.READ_ONLY,  # SQLITE_READONLY
+    10: FaultKind.UNUSABLE,  # SQLITE_IOERR
+    11: FaultKind.UNUSABLE,  # SQLITE_CORRUPT
+    13: FaultKind.DISK_FULL,  # SQLITE_FULL
+    14: FaultKind.UNUSABLE,  # SQLITE_CANTOPEN
+    26: FaultKind.UNUSABLE,  # SQLITE_NOTADB
+}
+# Used when the driver gives no result code: the texts SQLite puts in its messages.
+_BY_TEXT = (
+    ("locked", FaultKind.BUSY),
+    ("busy", FaultKind.BUSY),
+    ("readonly", FaultKind.READ_ONLY),
+    ("disk is full", FaultKind.DISK_FULL),
+    ("disk i/o error", FaultKind.UNUSABLE),
+    ("malformed", FaultKind.UNUSABLE),
+    ("not a database", FaultKind.UNUSABLE),
+    ("unable to open database", FaultKind.UNUSABLE),
+    # A validated NukeWorks file has every table: a missing one means the file changed.
+    ("no such table", FaultKind.UNUSABLE),
+    ("no such column", FaultKind.UNUSABLE),
+)
+_NOT_FAULTS = (IntegrityError, DataError, NotSupportedError)
+
+
+def classify(exc: BaseException) -> Fault | None:
+    """Return the fault `exc` stands for, or None when it is not a database-file fault."""
+    if not isinstance(exc, DatabaseError | sqlite3.DatabaseError) or isinstance(exc, _NOT_FAULTS):
+        return None
+    message = str(exc)
+    kind = None
+    driver_error = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        kind = _BY_CODE.get(code & 0xFF)
+    if kind is None:
+        lowered = message.lower()
+        kind = next((k for text, k in _BY_TEXT if text in lowered), None)
+    if kind is None:
+        return None
+    return Fault(kind, _describe(kind, message))
+
+
+def _describe(kind: FaultKind, message: str) -> str:
+    if kind is FaultKind.BUSY:
+        timeout = float(get_config()["BUSY_TIMEOUT"])
+        return (
+            "The database is busy: another user or program kept it locked for longer "
+            f"than {timeout:g} seconds."
+        )
+    if kind is FaultKind.READ_ONLY:
+        return "The database file is read-only for the server."
+    if kind is FaultKind.DISK_FULL:
+        return "The disk that holds the database is full."
+    return f"The database file became unreadable while in use ({message})."
+
+
+def _unsaved_note(request: HttpRequest) -> str:
+    if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        return "Nothing was changed."
+    return "Your change was not saved."
+
+
+def fault_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
+    """Answer a request whose database failed with `exc`; None when `exc` is not a fault."""
+    fault = classify(exc)
+    if fault is None:
+        return None
+    path = session.selected_path(request) or ""
+    logger.warning(
+        "database fault %s",
+        json.dumps(
+            {
+                "kind": fault.kind.value,
+                "path": path,
+                "method": request.method,
+                "url": request.path,
+                "error": str(exc),
+            },
+            sort_keys=True,
+        ),
+    )
+    if fault.kind is FaultKind.UNUSABLE and path:
+        # Close this file's connections and make the next request re-validate it.
+        registry.dispose(path)
+        reason = f"{fault.detail} {_unsaved_note(request)}"
+        outcome = fall_back(request, path, reason, exempt=False)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+    return busy_page(request, fault)
+
+
+def busy_page(request: HttpRequest, fault: Fault) -> HttpResponse:
+    """Return the 503 page for a database that cannot take this request now."""
+    titles = {
+        FaultKind.BUSY: "Database busy, try again",
+        FaultKind.READ_ONLY: "Database is read-only",
+        FaultKind.DISK_FULL: "Disk full",
+        FaultKind.UNUSABLE: "Database unavailable",
+    }
+    advice = {
+        FaultKind.BUSY: "Try again in a moment.",
+        FaultKind.READ_ONLY: (
+            "Ask an administrator to check the file's permissions, or select another database."
+        ),
+        FaultKind.DISK_FULL: "Ask an administrator to free space on that disk.",
+        FaultKind.UNUSABLE: "Select a database to continue.",
+    }
+    # Rendered without the request: the page must not touch the failing database (the
+    # login, for instance, lives in it), so it uses no context processor.
+    body = render_to_string(
+        BUSY_TEMPLATE,
+        {
+            "title": titles[fault.kind],
+            "detail": fault.detail,
+            "unsaved": _unsaved_note(request),
+            "advice": advice[fault.kind],
+            "database_name": session.selected_name(request) or "",
+            "retry_url": request.get_full_path() if request.method == "GET" else "",
+        },
+    )
+    response = HttpResponse(body, status=503)
+    if fault.kind is FaultKind.BUSY:
+        response["Retry-After"] = str(RETRY_AFTER)
+    return response
