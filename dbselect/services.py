@@ -51,9 +51,14 @@ def select(request: HttpRequest, raw_path: object, display_name: str = "") -> Se
     if reason:
         _audit_refusal(request, path, reason)
         return SelectionResult(False, path=path, reason=reason, info=info)
+    return _switch(request, path, display_name)
+
+
+def _switch(request: HttpRequest, path: str, display_name: str) -> SelectionResult:
     try:
         engine, info = registry.validate_and_register(path)
     except registry.DatabaseUnavailable as exc:
+        _audit_refusal(request, path, exc.reason)
         return SelectionResult(False, path=path, reason=exc.reason)
     warnings = list(info.warnings)
     name = display_name.strip()[:MAX_DISPLAY_NAME]

@@ -10,9 +10,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dbselect import scanner, selector_cache, services, session
+from audit import log as audit_log
+from dbselect import migrating, scanner, selector_cache, services, session
+from dbselect.schema import SchemaState
 from dbselect.browse import list_folder
 from dbselect.conf import get_config
 from dbselect.middleware import fallback_banner
@@ -83,15 +85,95 @@ def select_database(request: HttpRequest) -> HttpResponse:
                 login += "?" + urlencode({"next": target})
             return HttpResponseRedirect(login)
         return HttpResponseRedirect(target or reverse("companies:home"))
+    if result.info is not None and result.info.state is SchemaState.NEEDS_MIGRATION:
+        return _migration_plan(request, result, typed)
+    return _refused(request, result.reason or "", typed_path=typed, refused=result)
+
+
+def is_admin(request: HttpRequest) -> bool:
+    """Return True when the user signed in to the *current* database is an administrator."""
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def _refused(request: HttpRequest, reason: str, status: int = 400, **extra: object) -> HttpResponse:
+    """Render the selector after a refusal: the session keeps its database, with the banner."""
     current = session.selected_path(request)
     if current:
-        messages.error(
-            request, fallback_banner(session.selected_name(request) or current, result.reason or "")
-        )
+        messages.error(request, fallback_banner(session.selected_name(request) or current, reason))
     else:
-        messages.error(request, f"The database could not be opened. Reason: {result.reason}")
-    context = _selector_context(request, typed_path=typed, refused=result)
-    return render(request, "dbselect/select.html", context, status=400)
+        messages.error(request, f"The database could not be opened. Reason: {reason}")
+    context = _selector_context(request, **extra)
+    return render(request, "dbselect/select.html", context, status=status)
+
+
+def _migration_plan(
+    request: HttpRequest, result: services.SelectionResult, typed: str
+) -> HttpResponse:
+    """Show admins the pending migrations with an approval form; block everybody else."""
+    info = result.info
+    assert info is not None
+    names = ", ".join(f"{app}.{name}" for app, name in info.pending)
+    context = _selector_context(
+        request, typed_path=typed, migration=info,
+        migration_display_name=request.POST.get("display_name", ""),
+    )
+    if is_admin(request):
+        messages.warning(
+            request,
+            f"This database needs {len(info.pending)} migration(s) before it can be used. "
+            "Review the plan and apply it; a snapshot is taken first.",
+        )
+        return render(request, "dbselect/select.html", context)
+    messages.error(
+        request,
+        f"This database needs migration before it can be used ({names}). Only an administrator "
+        "can apply migrations: sign in as an administrator of your current database, then "
+        "select it again.",
+    )
+    return render(request, "dbselect/select.html", context, status=403)
+
+
+@require_POST
+def apply_migrations(request: HttpRequest) -> HttpResponse:
+    """Snapshot, migrate and switch to a database after an administrator's approval."""
+    raw = request.POST.get("path", "")
+    if not is_admin(request):
+        audit_log.record(
+            "database.migrate", target=str(raw)[:1000], outcome="denied", request=request,
+            detail="not an administrator of the current database",
+        )
+        messages.error(request, "Only an administrator can apply migrations.")
+        return render(request, "dbselect/select.html", _selector_context(request), status=403)
+    try:
+        path, _ = services.check_path(raw)
+        outcome = migrating.migrate_database(
+            path, author=request.user.get_username(), request=request
+        )
+    except services.ValidationFailed as exc:
+        return _refused(request, exc.reason)
+    except (migrating.MigrationRefused, migrating.MigrationInProgress) as exc:
+        return _refused(request, str(exc), status=409)
+    except migrating.MigrationFailed as exc:
+        kept = (
+            f" The database was restored from the snapshot {exc.snapshot.name}; nothing was lost."
+            if exc.restored and exc.snapshot
+            else " Restoring the snapshot failed too: the snapshot is kept in the snapshots folder."
+        )
+        # 422: the request was understood and handled, but the migration could not be done.
+        return _refused(request, f"Migration failed: {exc.reason}.{kept}", status=422)
+    if outcome.already_current:
+        messages.info(request, "This database was already brought up to date by someone else.")
+    else:
+        messages.success(
+            request,
+            f"Applied {len(outcome.applied)} migration(s); "
+            f"snapshot taken first: {outcome.snapshot.name if outcome.snapshot else '-'}.",
+        )
+    result = services.select(request, path, display_name=request.POST.get("display_name", ""))
+    if not result.ok:
+        return _refused(request, result.reason or "")
+    return HttpResponseRedirect(_safe_next(request) or reverse("companies:home"))
 
 
 @require_GET

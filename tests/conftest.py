@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -96,10 +97,48 @@ def make_database(tmp_path: Path, template_database: Path) -> DatabaseFactory:
     return factory
 
 
-@pytest.fixture
-def old_database(tmp_path: Path) -> Path:
-    """A NukeWorks database whose `companies` migrations are not applied yet."""
-    path = tmp_path / "old" / "nukeworks.sqlite"
-    path.parent.mkdir()
-    _migrated_file(path, ("companies", "zero"))
+@pytest.fixture(scope="session")
+def old_template(django_db_blocker) -> Path:
+    """A database one migration behind the code (companies at 0001), with two companies."""
+    folder = Path(settings.TEST_TMP_DIR) / "old-template"
+    folder.mkdir(exist_ok=True)
+    path = folder / "old.sqlite"
+    with django_db_blocker.unblock():
+        _migrated_file(path, ("companies", "0001_initial"))
+    conn = sqlite3.connect(path)
+    conn.executemany(
+        "INSERT INTO companies_company (name, is_vendor, is_owner, is_operator, is_constructor,"
+        " country, notes, created_at, updated_at) VALUES (?, 0, 1, 0, 0, '', '', ?, ?)",
+        [("Legacy One", "2020-01-01", "2020-01-01"), ("Legacy Two", "2020-01-01", "2020-01-01")],
+    )
+    conn.execute(
+        "INSERT INTO system_settings (key, value, updated_at) VALUES ('db_display_name', 'Old', ?)",
+        ("2020-01-01",),
+    )
+    conn.commit()
+    conn.close()
     return path
+
+
+@pytest.fixture
+def make_old_database(tmp_path: Path, old_template: Path) -> DatabaseFactory:
+    """Return a factory of databases one migration behind the code (see old_template)."""
+
+    def factory(users=(), label: str | None = None) -> Path:
+        if label:
+            path = Path(get_config()["DATABASES_DIR"]) / label / "nukeworks.sqlite"
+        else:
+            path = tmp_path / f"old{next(_counter)}" / "nukeworks.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backup_copy(old_template, path)
+        if users:
+            add_rows(path, users=users)
+        return path
+
+    return factory
+
+
+@pytest.fixture
+def old_database(make_old_database: DatabaseFactory) -> Path:
+    """A NukeWorks database whose latest `companies` migration is not applied yet."""
+    return make_old_database()

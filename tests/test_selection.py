@@ -62,9 +62,9 @@ def test_database_needing_migration_is_refused_with_the_plan(old_database):
     client = Client()
     response = select(client, old_database)
     page = response.content.decode()
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert "needs migration" in page
-    assert "companies.0001_initial" in page
+    assert "companies.0002_company_website" in page
     assert db_session.SELECTED_PATH not in client.session
 
 

@@ -32,8 +32,9 @@ def test_initdb_twice_keeps_data_and_name():
     path = get_config()["DATABASES_DIR"] / "keep" / "nukeworks.sqlite"
     conn = sqlite3.connect(path)
     conn.execute(
-        "INSERT INTO companies_company (name, is_vendor, is_owner, is_operator, is_constructor,"
-        " country, notes, created_at, updated_at) VALUES ('Kept', 0, 0, 0, 0, '', '', 'now', 'now')"
+        "INSERT INTO companies_company (name, website, is_vendor, is_owner, is_operator,"
+        " is_constructor, country, notes, created_at, updated_at)"
+        " VALUES ('Kept', '', 0, 0, 0, 0, '', '', 'now', 'now')"
     )
     conn.execute("UPDATE system_settings SET value = 'Renamed' WHERE key = 'db_display_name'")
     conn.commit()

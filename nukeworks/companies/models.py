@@ -15,6 +15,7 @@ class Company(models.Model):
     is_operator = models.BooleanField("operator", default=False)
     is_constructor = models.BooleanField("constructor", default=False)
     country = models.CharField(max_length=100, blank=True)
+    website = models.URLField(blank=True)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
