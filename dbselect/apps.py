@@ -10,6 +10,10 @@ class DbSelectConfig(AppConfig):
         from dbselect.conf import get_config
 
         registry.adopt_configured_aliases()
+        # Engine cache administration: per-thread connection bookkeeping, janitor thread.
+        from dbselect import engine_worker
+
+        engine_worker.install()
         if get_config()["REGISTER_SCANNED_AT_STARTUP"]:
             # `manage.py migrate --database <label>` needs the label as an alias.
             for label, path in scanner.database_files():

@@ -5,19 +5,29 @@ complete settings dict copied from the normalised `default` alias (a bare dict f
 KeyError: 'TIME_ZONE' on Django >= 4.1). Registration replaces the settings dict instead of
 inserting into it (copy-on-write), because other threads iterate it in
 `close_old_connections()` at the end of every request.
+
+Disposing reaches every thread of this process through `dbselect.tracking` (per-connection
+dispose generations) and every worker process through `dbselect.engine_store` (a shared
+dispose counter read from memory on every request, and by the engine janitor thread).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.dispatch import receiver
 
+from dbselect import tracking
 from dbselect.conf import get_config
 from dbselect.paths import is_network_path
 from dbselect.validation import (
@@ -31,7 +41,12 @@ from dbselect.validation import (
 _lock = threading.RLock()
 # Replaced as a whole under _lock, so readers need no lock and iteration is always safe.
 _engines: dict[str, Engine] = {}
-_thread_state = threading.local()
+# path -> alias of every engine ever registered, kept after dispose (its settings stay too:
+# a request in flight may still query the alias, and re-registration reuses it).
+_known_aliases: dict[str, str] = {}
+logger = logging.getLogger("nukeworks.dbselect")
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 class DatabaseUnavailable(Exception):
@@ -55,8 +70,6 @@ class Engine:
     first_used: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     requests: int = 0
-    # Bumped by dispose(); a thread whose connection predates it closes the connection.
-    generation: int = 0
 
     def touch(self) -> None:
         self.last_used = time.time()
@@ -71,8 +84,16 @@ def alias_for_path(path: str) -> str:
 def connection_options(network: bool) -> dict[str, object]:
     """Return the SQLite OPTIONS every NukeWorks connection gets."""
     config = get_config()
+    # WAL needs shared memory between the processes using the file: it does not work over
+    # SMB/NFS, so network paths keep the rollback journal.
     journal = "DELETE" if network else "WAL"
     synchronous = str(config["SYNCHRONOUS"]).upper()
+    if synchronous not in SYNCHRONOUS_MODES:
+        raise ImproperlyConfigured(
+            f"DBSELECT['SYNCHRONOUS'] must be one of {', '.join(SYNCHRONOUS_MODES)}, "
+            f"not {config['SYNCHRONOUS']!r}."
+        )
+    # foreign_keys=ON is set by Django's SQLite backend on every new connection.
     return {
         "timeout": float(config["BUSY_TIMEOUT"]),
         "transaction_mode": "IMMEDIATE",
@@ -106,7 +127,9 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
         engine = _engines.get(path)
         if engine is not None:
             return engine
-        network = is_network_path(path)
+        network = _is_network(path)
+        # Re-registered after a dispose: keep the alias it had (e.g. its scanner label).
+        alias = alias or _known_aliases.get(path)
         taken = connections.settings.get(alias) if alias else None
         if alias is None or (taken is not None and taken.get("NAME") != path):
             alias = alias_for_path(path)
@@ -120,6 +143,7 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
             identity=None,
             display_name=display_name,
         )
+        _known_aliases[path] = alias
         _engines = {**_engines, path: engine}
         return engine
 
@@ -135,11 +159,23 @@ def adopt_configured_aliases() -> None:
             if not name or name == ":memory:" or name.startswith("file:"):
                 continue
             path = os.path.normpath(os.path.abspath(name))
-            network = is_network_path(path)
+            network = _is_network(path)
             cfg["OPTIONS"] = {**connection_options(network), **cfg.get("OPTIONS", {})}
             if path not in _engines:
                 engine = Engine(path, alias, network, "delete" if network else "wal", None)
+                _known_aliases[path] = alias
                 _engines = {**_engines, path: engine}
+
+
+def _is_network(path: str) -> bool:
+    """Return True for a UNC path or a file on a network mount, symlinks followed."""
+    if is_network_path(path):
+        return True
+    try:
+        # A local-looking path may be a symlink into an NFS/SMB mount.
+        return is_network_path(os.path.realpath(path))
+    except OSError:
+        return False
 
 
 def engines() -> list[Engine]:
@@ -175,13 +211,15 @@ def open_engine(path: str) -> Engine:
 
     A cached engine costs one stat() per request; its header is re-read only when the file's
     size or mtime changed. A new engine (first use in this process) is fully validated.
+    Dispose requests of other worker processes are applied first (a memory read when none).
     """
+    apply_remote_disposals()
     engine = _engines.get(path)
     if engine is None or engine.identity is None:
         engine, _ = validate_and_register(path)
     else:
         _check_unchanged(engine)
-    _close_if_disposed(engine)
+    tracking.mark_used(engine.alias)
     engine.touch()
     return engine
 
@@ -211,27 +249,101 @@ def _check_unchanged(engine: Engine) -> None:
     engine.identity = current
 
 
-def _close_if_disposed(engine: Engine) -> None:
-    seen: dict[str, int] = getattr(_thread_state, "generations", None) or {}
-    if seen.get(engine.alias, 0) != engine.generation:
-        connections[engine.alias].close()
-    seen[engine.alias] = engine.generation
-    _thread_state.generations = seen
+def dispose(path: str, *, forget: bool = True, everywhere: bool = False) -> bool:
+    """Close every connection of this process to `path`, in every thread, before its next use.
 
-
-def dispose(path: str, *, forget: bool = True) -> bool:
-    """Close this thread's connection to `path` and make every other thread close its own.
-
-    With `forget`, the engine leaves the cache; a session still on it re-opens it (with full
-    validation) on its next request. Return False when the path was not cached.
+    Idle threads' connections close now; a thread busy with a request closes its own when the
+    request ends or before it uses the path again. With `forget`, the engine leaves the cache;
+    a session still on it re-opens it (with full validation) on its next request. With
+    `everywhere`, every other worker process of this machine does the same (engine_store).
+    Return False when the path was not cached here.
     """
     global _engines
+    if everywhere:
+        from dbselect.engine_store import get_store
+
+        get_store().record_disposals([path])
     with _lock:
         engine = _engines.get(path)
-        if engine is None:
-            return False
-        engine.generation += 1
-        connections[engine.alias].close()
-        if forget:
-            engine.identity = None
-    return True
+        alias = engine.alias if engine is not None else _alias_in_settings(path)
+        if alias is not None:
+            tracking.bump(alias)
+        if engine is not None and forget:
+            _engines = {p: e for p, e in _engines.items() if p != path}
+    if alias is not None:
+        tracking.close_everywhere(alias)
+    return engine is not None
+
+
+def _alias_in_settings(path: str) -> str | None:
+    """Return the alias registered for `path` in Django's settings (a forgotten engine)."""
+    alias = _known_aliases.get(path) or alias_for_path(path)
+    cfg = connections.settings.get(alias)
+    return alias if cfg is not None and cfg.get("NAME") == path else None
+
+
+# -- dispose requests of other worker processes ---------------------------------------------
+
+_UNSET = object()
+_feed: object = _UNSET
+_feed_lock = threading.Lock()
+
+
+class _DisposeFeed:
+    """This process's view of the shared dispose counter."""
+
+    def __init__(self) -> None:
+        from dbselect.engine_store import get_store
+
+        self.store = get_store()
+        # Requests made before this process started concern connections it never had.
+        self.seen = self.store.sequence()
+
+    def pending(self) -> bool:
+        return self.store.sequence() > self.seen
+
+    def take(self) -> list[str]:
+        seq, paths = self.store.disposals_after(self.seen)
+        self.seen = max(self.seen, seq)
+        return paths
+
+
+def _get_feed() -> _DisposeFeed | None:
+    global _feed
+    if _feed is _UNSET:
+        with _feed_lock:
+            if _feed is _UNSET:
+                try:
+                    _feed = _DisposeFeed()
+                except OSError as exc:
+                    logger.error("engine store unavailable, disposals stay per process: %s", exc)
+                    _feed = None
+    return _feed  # type: ignore[return-value]
+
+
+def apply_remote_disposals() -> int:
+    """Dispose here what another worker process asked to dispose; return how many paths."""
+    feed = _get_feed()
+    if feed is None or not feed.pending():
+        return 0
+    with _feed_lock:
+        if not feed.pending():
+            return 0
+        try:
+            paths = feed.take()
+        except sqlite3.Error as exc:
+            logger.error("engine store unreadable: %s", exc)
+            return 0
+    for path in paths:
+        dispose(path)
+    return len(paths)
+
+
+@receiver(setting_changed)
+def _reset_feed(*, setting: str, **kwargs: object) -> None:
+    global _feed
+    if setting == "DBSELECT":
+        from dbselect.engine_store import reset_store
+
+        reset_store()
+        _feed = _UNSET

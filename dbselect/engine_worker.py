@@ -1,0 +1,164 @@
+"""This worker process's side of the engine administration: its report and its janitor.
+
+The janitor is one daemon thread per server process. Every ENGINE_JANITOR_TICK seconds it
+reads the shared dispose counter (a memory read); when another worker asked for a dispose it
+applies it and closes the connections of idle threads, so no thread of this process keeps the
+file open even if it never serves another request. It publishes this worker's engine table
+when asked (the engines page raises a counter) and every ENGINE_HEARTBEAT seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from dbselect import registry, tracking
+from dbselect.engine_conf import engine_setting
+from dbselect.engine_store import get_store
+
+logger = logging.getLogger("nukeworks.dbselect")
+
+HOST = socket.gethostname()
+_started_at = time.time()
+_janitor: threading.Thread | None = None
+_janitor_pid: int | None = None
+_janitor_lock = threading.Lock()
+
+
+def worker_id() -> str:
+    """Return the id of this worker process in the shared store (host:pid)."""
+    return f"{HOST}:{os.getpid()}"
+
+
+def open_fds() -> int | None:
+    """Return how many file descriptors this process has open (Linux), else None."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def rss_bytes() -> int | None:
+    """Return this process's resident memory in bytes (Linux), else None."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def report() -> dict[str, Any]:
+    """Return this worker's engine table and process figures, as published to the store."""
+    open_counts = tracking.open_connections()
+    engines = [
+        {
+            "path": engine.path,
+            "alias": engine.alias,
+            "display_name": engine.display_name,
+            "journal_mode": engine.journal_mode,
+            "network": engine.network,
+            "first_used": engine.first_used,
+            "last_used": engine.last_used,
+            "requests": engine.requests,
+            "open_connections": open_counts.get(engine.alias, 0),
+        }
+        for engine in registry.engines()
+    ]
+    return {
+        "pid": os.getpid(),
+        "host": HOST,
+        "started": _started_at,
+        "rss": rss_bytes(),
+        "fds": open_fds(),
+        "threads": threading.active_count(),
+        "aliases": len(connections.settings),
+        "conn_max_age": connections.settings[DEFAULT_DB_ALIAS].get("CONN_MAX_AGE", 0),
+        "open_connections": sum(open_counts.values()),
+        "engines": engines,
+    }
+
+
+def publish() -> None:
+    """Publish this worker's table to the shared store now."""
+    get_store().publish(worker_id(), HOST, os.getpid(), report())
+
+
+def _withdraw() -> None:
+    # Exiting: nothing useful to do with a failure.
+    with contextlib.suppress(Exception):
+        get_store().remove_worker(worker_id())
+
+
+def janitor_enabled() -> bool:
+    """Return True when this process should run the janitor thread."""
+    setting = engine_setting("ENGINE_JANITOR")
+    return setting is True or setting == "auto"
+
+
+def ensure_janitor() -> None:
+    """Start this process's janitor thread once (again in a forked child)."""
+    global _janitor, _janitor_pid
+    if _janitor_pid == os.getpid() or not janitor_enabled():
+        return
+    with _janitor_lock:
+        if _janitor_pid == os.getpid():
+            return
+        _janitor_pid = os.getpid()
+        _janitor = threading.Thread(target=_run, name="nukeworks-engine-janitor", daemon=True)
+        _janitor.start()
+        atexit.register(_withdraw)
+
+
+def _run() -> None:
+    tick = float(engine_setting("ENGINE_JANITOR_TICK"))
+    heartbeat = float(engine_setting("ENGINE_HEARTBEAT"))
+    store = get_store()
+    seen_refresh = -1
+    last_publish = 0.0
+    while True:
+        try:
+            applied = registry.apply_remote_disposals()
+            tracking.sweep_idle()
+            refresh = store.refresh_counter()
+            now = time.monotonic()
+            if applied or refresh != seen_refresh or now - last_publish >= heartbeat:
+                seen_refresh = refresh
+                publish()
+                last_publish = now
+        except Exception:  # the janitor must outlive a transient store error
+            logger.exception("engine janitor")
+        time.sleep(tick)
+
+
+def server_process_detected() -> bool:
+    """Return True when this process is a gunicorn worker (the janitor can start at once)."""
+    return os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn")
+
+
+def install() -> None:
+    """Connect the connection bookkeeping to Django's signals and start the janitor if serving.
+
+    Our request_started receiver must run *before* Django's close_old_connections: from that
+    moment the thread holds its lock, so the janitor never closes a connection that Django is
+    checking in the same thread at the same time.
+    """
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(tracking.on_connection_created, dispatch_uid="nw-tracking-created")
+    request_started.disconnect(close_old_connections)
+    request_started.connect(tracking.on_request_started, dispatch_uid="nw-tracking-started")
+    request_started.connect(close_old_connections)
+    request_finished.connect(tracking.on_request_finished, dispatch_uid="nw-tracking-finished")
+    tracking.on_server_started(ensure_janitor)
+    if server_process_detected():
+        ensure_janitor()

@@ -1,0 +1,220 @@
+"""Per-thread bookkeeping of the connections this process opens, for dispose and fd bounds.
+
+Django keeps one connection object per alias *per thread*, and only the owning thread closes
+it (at the end of its requests). Disposing an engine must also reach idle threads that hold a
+persistent connection (CONN_MAX_AGE > 0) and may not serve a request for a long time. So:
+
+- every connection is stamped, when it connects, with its alias's dispose *generation*; a
+  thread closes a connection whose generation is stale before using the alias again
+  (`mark_used`) and when its request ends (`on_request_finished`);
+- a thread serving a request holds its own `lock`; another thread (the dispose itself, or the
+  engine janitor) may close a server thread's connections only while it holds that lock, i.e.
+  only while the owner is between requests and cannot touch them;
+- when a request ends, a thread keeps at most MAX_CONNECTIONS_PER_THREAD persistent
+  connections (least recently used closed first), so open file descriptors stay below
+  threads x recently used databases, and drops the per-thread objects of closed ones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from dbselect.engine_conf import engine_setting
+
+GENERATION_ATTR = "_nukeworks_dispose_generation"
+
+# alias -> dispose generation; only ever incremented, under _lock.
+_generations: dict[str, int] = {}
+_lock = threading.Lock()
+_local = threading.local()
+_states: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()
+_states_lock = threading.Lock()
+_server_started_callbacks: list[Any] = []
+
+
+class ThreadConnections:
+    """The connections one thread has opened, and whether it is serving a request."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_request = False
+        # Set for threads of a real server (not the test client): only their connections
+        # may be closed by another thread, because only they hold `lock` while working.
+        self.server = False
+        self.open: dict[str, BaseDatabaseWrapper] = {}
+        self.used: dict[str, float] = {}
+        self.thread_name = threading.current_thread().name
+
+
+def current() -> ThreadConnections:
+    """Return the bookkeeping of the calling thread."""
+    state = getattr(_local, "state", None)
+    if state is None:
+        state = ThreadConnections()
+        _local.state = state
+        with _states_lock:
+            _states.add(state)
+    return state
+
+
+def generation(alias: str) -> int:
+    """Return the dispose generation of `alias`."""
+    return _generations.get(alias, 0)
+
+
+def bump(alias: str) -> int:
+    """Invalidate every existing connection to `alias`; return the new generation."""
+    with _lock:
+        value = _generations.get(alias, 0) + 1
+        _generations[alias] = value
+    return value
+
+
+def _stale(alias: str, wrapper: BaseDatabaseWrapper) -> bool:
+    return getattr(wrapper, GENERATION_ATTR, 0) != _generations.get(alias, 0)
+
+
+def close_quietly(wrapper: BaseDatabaseWrapper) -> bool:
+    """Close `wrapper` from any thread unless it is inside a transaction; return True if closed."""
+    if wrapper.connection is None:
+        return True
+    if wrapper.in_atomic_block:
+        return False
+    wrapper.inc_thread_sharing()
+    try:
+        wrapper.close()
+    finally:
+        wrapper.dec_thread_sharing()
+    return wrapper.connection is None
+
+
+def _forget(state: ThreadConnections, alias: str, wrapper: BaseDatabaseWrapper) -> None:
+    """Drop a closed connection's per-thread objects (memory stays flat with many aliases)."""
+    state.open.pop(alias, None)
+    state.used.pop(alias, None)
+    # Only the owner thread may touch its own connection registry; it is the caller here.
+    if getattr(connections._connections, alias, None) is wrapper:
+        del connections[alias]
+
+
+def on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """Stamp a new connection with its alias's generation and remember it for this thread."""
+    state = current()
+    setattr(connection, GENERATION_ATTR, _generations.get(connection.alias, 0))
+    state.open[connection.alias] = connection
+    state.used[connection.alias] = time.monotonic()
+
+
+def mark_used(alias: str) -> None:
+    """Note that this thread is about to use `alias`; close its connection if disposed since."""
+    state = current()
+    state.used[alias] = time.monotonic()
+    wrapper = state.open.get(alias)
+    if wrapper is not None and _stale(alias, wrapper):
+        close_quietly(wrapper)
+
+
+def on_request_started(sender: Any, **kwargs: Any) -> None:
+    """Mark the thread busy: from now on no other thread closes its connections."""
+    state = current()
+    if not state.in_request:
+        state.lock.acquire()
+        state.in_request = True
+    if not state.server and not getattr(sender, "__module__", "").startswith("django.test"):
+        state.server = True
+        for callback in _server_started_callbacks:
+            callback()
+
+
+def on_request_finished(sender: Any, **kwargs: Any) -> None:
+    """Close disposed and surplus connections of this thread, then mark it idle."""
+    state = current()
+    try:
+        tidy(state, int(engine_setting("MAX_CONNECTIONS_PER_THREAD")))
+    finally:
+        if state.in_request:
+            state.in_request = False
+            state.lock.release()
+
+
+def tidy(state: ThreadConnections, limit: int) -> None:
+    """In the owner thread: forget closed connections, close disposed and least recently used."""
+    for alias, wrapper in list(state.open.items()):
+        if wrapper.connection is not None and _stale(alias, wrapper):
+            close_quietly(wrapper)
+        if wrapper.connection is None:
+            _forget(state, alias, wrapper)
+    surplus = len(state.open) - max(limit, 0)
+    if surplus > 0:
+        by_age = sorted(state.open, key=lambda a: state.used.get(a, 0.0))
+        for alias in by_age[:surplus]:
+            wrapper = state.open[alias]
+            if close_quietly(wrapper):
+                _forget(state, alias, wrapper)
+
+
+def close_everywhere(alias: str) -> int:
+    """Close this thread's and every idle server thread's connection to `alias`.
+
+    Return how many connections remain open (their threads are busy and close them when
+    their request ends, or before they use the alias again).
+    """
+    remaining = 0
+    me = current()
+    for state in _all_states():
+        wrapper = state.open.get(alias)
+        if wrapper is None or wrapper.connection is None:
+            continue
+        if state is me:
+            if not close_quietly(wrapper):
+                remaining += 1
+        elif state.server and state.lock.acquire(blocking=False):
+            try:
+                if not close_quietly(wrapper):
+                    remaining += 1
+            finally:
+                state.lock.release()
+        else:
+            remaining += 1
+    return remaining
+
+
+def sweep_idle() -> int:
+    """Close the disposed connections of idle server threads; return how many were closed."""
+    closed = 0
+    for state in _all_states():
+        if not state.server or not state.lock.acquire(blocking=False):
+            continue
+        try:
+            for alias, wrapper in list(state.open.items()):
+                if wrapper.connection is not None and _stale(alias, wrapper):
+                    closed += close_quietly(wrapper)
+        finally:
+            state.lock.release()
+    return closed
+
+
+def open_connections() -> dict[str, int]:
+    """Return alias -> number of threads of this process with an open connection to it."""
+    counts: dict[str, int] = {}
+    for state in _all_states():
+        for alias, wrapper in dict(state.open).items():
+            if wrapper.connection is not None:
+                counts[alias] = counts.get(alias, 0) + 1
+    return counts
+
+
+def _all_states() -> list[ThreadConnections]:
+    with _states_lock:
+        return list(_states)
+
+
+def on_server_started(callback: Any) -> None:
+    """Call `callback` the first time each thread serves a request of a real server."""
+    _server_started_callbacks.append(callback)
