@@ -1,0 +1,69 @@
+"""A table of every scanned database (and any --path): name, size, schema state."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from dbselect.paths import PathRejected, normalize_user_path
+from dbselect.scanner import database_files
+from dbselect.validation import ValidationFailed, inspect_database
+
+
+def human_size(size: int) -> str:
+    """Return a size in bytes as a short human-readable string."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+class Command(BaseCommand):
+    help = (
+        "Show every databases/<label>/nukeworks.sqlite (and each --path) with its display name, "
+        "size, schema state and number of pending migrations. Read-only."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--path", action="append", default=[], help="Another database file (repeatable)."
+        )
+
+    def handle(self, *args: Any, path: list[str], **options: Any) -> None:
+        targets = list(database_files())
+        for raw in path:
+            try:
+                normalized = normalize_user_path(raw)
+            except PathRejected as exc:
+                targets.append(("-", f"{raw} ({exc})"))
+                continue
+            targets.append(("-", normalized))
+        header = ("LABEL", "DISPLAY NAME", "SIZE", "STATE", "PENDING", "PATH")
+        rows = [header]
+        for label, db_path in targets:
+            try:
+                info = inspect_database(db_path)
+            except ValidationFailed as exc:
+                rows.append((label, "-", "-", "unusable: " + exc.reason, "-", db_path))
+                continue
+            rows.append(
+                (
+                    label,
+                    info.display_name or "-",
+                    human_size(os.path.getsize(db_path)),
+                    info.state.label,
+                    str(len(info.pending)),
+                    db_path,
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+        for index, row in enumerate(rows):
+            line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            line = f"{line}  {row[-1]}"
+            self.stdout.write(self.style.MIGRATE_HEADING(line) if index == 0 else line)
+        if len(rows) == 1:
+            self.stdout.write("No databases found.")
