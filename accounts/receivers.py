@@ -8,6 +8,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from accounts import ratelimit
 from accounts.binding import drop_login, rebind, remember_binding
 from audit import log as audit_log
 from dbselect import session as db_session
@@ -41,6 +42,7 @@ def on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any)
         return
     path = db_session.selected_path(request)
     remember_binding(request, user.username, path)
+    ratelimit.reset_username(user.username)
     if state.get_active_alias() and not getattr(request, "_nukeworks_rebinding", False):
         audit_log.record("auth.login", target=path or "", user=user, request=request)
 
@@ -57,6 +59,8 @@ def on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 @receiver(user_login_failed)
 def on_login_failed(sender: Any, credentials: dict, request: HttpRequest | None = None,
                     **kwargs: Any) -> None:
+    if request is not None:
+        ratelimit.record_failure(request, credentials.get("username"))
     if request is not None and state.get_active_alias():
         audit_log.record(
             "auth.login_failed", target=db_session.selected_path(request) or "", outcome="failure",

@@ -145,6 +145,23 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = NUKEWORKS_ENV == "production"
 CSRF_COOKIE_SECURE = NUKEWORKS_ENV == "production"
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+# Login rate limiting (accounts/ratelimit.py): failed sign-ins per username and per client
+# address within WINDOW seconds; 0 disables a limit (e.g. IP_LIMIT behind a reverse proxy
+# that hides client addresses). Counted in the `ratelimit` cache, shared by the worker
+# processes of this machine, never in a user-selected database file.
+LOGIN_RATE_LIMIT = {
+    "USERNAME_LIMIT": env.int("LOGIN_RATE_LIMIT_USERNAME", default=5),
+    "IP_LIMIT": env.int("LOGIN_RATE_LIMIT_IP", default=20),
+    "WINDOW": env.int("LOGIN_RATE_LIMIT_WINDOW", default=900),
+}
+CACHES = {
+    "default": env.cache_url("CACHE_URL", default="locmemcache://"),
+    "ratelimit": env.cache_url(
+        "RATELIMIT_CACHE_URL", default=f"filecache://{INSTANCE_DIR / 'ratelimit'}"
+    ),
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
