@@ -14,11 +14,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from audit import log as audit_log
 from dbselect import migrating, scanner, selector_cache, services, session
-from dbselect.schema import SchemaState
 from dbselect.browse import list_folder
 from dbselect.conf import get_config
 from dbselect.middleware import fallback_banner
 from dbselect.paths import PathRejected, bounded
+from dbselect.schema import SchemaState
 
 
 def _safe_next(request: HttpRequest) -> str:
