@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("", include("snapshots.urls")),
     path("", include("nukeworks.companies.urls")),
 ]

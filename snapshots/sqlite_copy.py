@@ -45,7 +45,9 @@ class CopyResult:
 def _readonly_uri(path: str | Path) -> str:
     from urllib.parse import quote
 
-    return f"file:{quote(str(path), safe='/')}?mode=ro"
+    # "file://" + an empty authority + an absolute path: a UNC path ("//server/share/…")
+    # must not be read as a URI authority, which SQLite rejects.
+    return f"file://{quote(os.path.abspath(path), safe='/')}?mode=ro"
 
 
 def check_integrity(path: str | Path, *, quick: bool = True) -> str | None:

@@ -1,0 +1,449 @@
+"""The snapshot service: create, list, delete, restore and prune snapshots of one database.
+
+Every function takes the database's absolute path; its snapshots live in the sibling
+`snapshots/` folder (scanner.snapshot_dir_for), and its audit entries and retention settings
+in the database itself. Views and the `snapshot` command are thin layers over this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, connections
+from django.http import HttpRequest
+from django.utils.dateparse import parse_datetime
+
+from audit import log as audit_log
+from audit.models import AuditEntry
+from dbselect import registry
+from dbselect.scanner import snapshot_dir_for
+from dbselect.schema import SchemaState
+from dbselect.validation import ValidationFailed, inspect_database
+from snapshots import metadata, naming, retention
+from snapshots.locks import SnapshotBusy, folder_lock
+from snapshots.metadata import Kind, Snapshot
+from snapshots.sqlite_copy import (
+    CopyFailed,
+    Progress,
+    check_integrity,
+    copy_database,
+    sha256_of,
+)
+from snapshots.sqlite_copy import restore_into as _restore_into
+
+logger = logging.getLogger("nukeworks.snapshots")
+
+MAX_NOTE = 500
+# Audit entries written after a snapshot was taken are carried into the restored database
+# (the audit trail must survive a restore); beyond this many, the oldest stay in the safety
+# snapshot only.
+MAX_CARRIED_AUDIT = 10_000
+
+__all__ = [
+    "Kind",
+    "RestoreResult",
+    "Snapshot",
+    "SnapshotBusy",
+    "SnapshotError",
+    "SnapshotNotFound",
+    "create_snapshot",
+    "delete_snapshot",
+    "folder_for",
+    "get_snapshot",
+    "list_snapshots",
+    "prune",
+    "prune_plan",
+    "restore_snapshot",
+]
+
+
+class SnapshotError(Exception):
+    """A snapshot operation was refused or failed; the message is meant for the user."""
+
+
+class SnapshotNotFound(SnapshotError):
+    """No snapshot of this name belongs to this database."""
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """A finished restore: what was restored and the safety snapshot taken just before."""
+
+    restored: Snapshot
+    safety: Snapshot
+    carried_audit_entries: int
+
+
+def folder_for(database: str) -> Path:
+    """Return the snapshots folder of a database."""
+    return snapshot_dir_for(database)
+
+
+def _alias(database: str) -> str:
+    return registry.register(database).alias
+
+
+def clean_note(note: object) -> str:
+    """Return a note as one line of printable text, at most MAX_NOTE characters."""
+    text = "".join(
+        " " if unicodedata.category(ch).startswith(("C", "Z")) and ch != " " else ch
+        for ch in str(note or "")
+    )
+    return " ".join(text.split())[:MAX_NOTE]
+
+
+def list_snapshots(database: str) -> list[Snapshot]:
+    """Return the snapshots of `database`, newest first."""
+    folder = folder_for(database)
+    label = naming.label_for(database)
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise SnapshotError(f"The snapshots folder cannot be read: {exc.strerror}.") from exc
+    found = []
+    for name in names:
+        if not naming.is_snapshot_name(name, label):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile by another request
+            found.append(metadata.read(folder / name))
+    return sorted(found, key=lambda s: (s.created_at, s.name), reverse=True)
+
+
+def get_snapshot(database: str, name: str) -> Snapshot:
+    """Return the snapshot `name` of `database`; raise SnapshotNotFound otherwise."""
+    if not naming.is_snapshot_name(str(name), naming.label_for(database)):
+        raise SnapshotNotFound("There is no such snapshot of this database.")
+    path = folder_for(database) / name
+    try:
+        return metadata.read(path)
+    except FileNotFoundError:
+        raise SnapshotNotFound(f"The snapshot {name} no longer exists.") from None
+    except OSError as exc:
+        raise SnapshotError(f"The snapshot {name} cannot be read: {exc.strerror}.") from exc
+
+
+def _audit(
+    action: str,
+    alias: str,
+    snapshot: Snapshot | None,
+    *,
+    outcome: str = "success",
+    detail: str = "",
+    request: HttpRequest | None = None,
+    username: str = "",
+    target: str = "",
+) -> None:
+    audit_log.record(
+        action,
+        target=target or (str(snapshot.path) if snapshot else ""),
+        outcome=outcome,
+        detail=detail,
+        request=request,
+        username=username or None,
+        using=alias,
+    )
+
+
+def _create(
+    database: str,
+    *,
+    kind: str,
+    note: str,
+    username: str,
+    progress: Progress | None,
+) -> Snapshot:
+    """Take a snapshot (the caller holds the folder lock)."""
+    folder = folder_for(database)
+    label = naming.label_for(database)
+    started = datetime.now(UTC)
+    try:
+        folder.mkdir(exist_ok=True)
+        target = folder / naming.new_name(label, started)
+        copied = copy_database(database, target, progress=progress)
+    except CopyFailed as exc:
+        raise SnapshotError(str(exc)) from exc
+    except OSError as exc:
+        raise SnapshotError(f"The snapshots folder cannot be written: {exc.strerror}.") from exc
+    try:
+        info = inspect_database(str(copied.path))
+        schema_state, display_name = info.state.value, info.display_name or ""
+    except ValidationFailed:
+        schema_state, display_name = "", ""
+    snapshot = Snapshot(
+        name=copied.path.name,
+        path=copied.path,
+        created_at=started,
+        size=copied.size,
+        created_by=username,
+        note=clean_note(note),
+        kind=kind,
+        sha256=copied.sha256,
+        source_path=database,
+        source_display_name=display_name,
+        schema_state=schema_state,
+    )
+    try:
+        metadata.write_sidecar(snapshot)
+    except OSError as exc:
+        # The snapshot itself is complete and verified; without a sidecar it is still listed.
+        logger.error("snapshot sidecar not written: %s %s", copied.path, exc)
+        snapshot = replace(snapshot, has_sidecar=False)
+    logger.info("snapshot created path=%s size=%d kind=%s", copied.path, copied.size, kind)
+    return snapshot
+
+
+def create_snapshot(
+    database: str,
+    *,
+    note: str = "",
+    kind: str = Kind.MANUAL,
+    username: str = "",
+    request: HttpRequest | None = None,
+    progress: Progress | None = None,
+) -> Snapshot:
+    """Snapshot the live database `database` into its snapshots folder and audit it."""
+    alias = _alias(database)
+    try:
+        with folder_lock(folder_for(database), exclusive=False):
+            snapshot = _create(
+                database, kind=kind, note=note, username=username, progress=progress
+            )
+    except (SnapshotError, SnapshotBusy, OSError) as exc:
+        _audit("snapshot.create", alias, None, outcome="failure", detail=str(exc),
+               request=request, username=username, target=database)
+        if isinstance(exc, OSError):
+            raise SnapshotError(f"The snapshot could not be taken: {exc.strerror}.") from exc
+        raise
+    _audit(
+        "snapshot.create", alias, snapshot, request=request, username=username,
+        detail=f"kind={kind} size={snapshot.size} sha256={snapshot.sha256} note={snapshot.note}",
+    )
+    return snapshot
+
+
+def delete_snapshot(
+    database: str, name: str, *, username: str = "", request: HttpRequest | None = None
+) -> Snapshot:
+    """Delete one snapshot (and its sidecar) of `database`."""
+    alias = _alias(database)
+    with folder_lock(folder_for(database), exclusive=True):
+        snapshot = get_snapshot(database, name)
+        _remove(snapshot)
+    _audit("snapshot.delete", alias, snapshot, request=request, username=username,
+           detail=f"created {snapshot.created_at.isoformat()} by {snapshot.created_by or '?'}")
+    return snapshot
+
+
+def _remove(snapshot: Snapshot) -> None:
+    try:
+        snapshot.path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise SnapshotError(
+            f"The snapshot {snapshot.name} cannot be deleted: {exc.strerror}."
+        ) from exc
+    with contextlib.suppress(FileNotFoundError):
+        metadata.sidecar_of(snapshot.path).unlink()
+
+
+def _verify_restorable(snapshot: Snapshot, *, allow_old_schema: bool) -> None:
+    """Refuse a damaged, altered or incompatible snapshot before anything is touched."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot-check") as pool:
+        checked = pool.submit(check_integrity, snapshot.path)
+        digest = pool.submit(sha256_of, snapshot.path) if snapshot.sha256 else None
+        problem = checked.result()
+        actual = digest.result() if digest is not None else None
+    if problem:
+        raise SnapshotError(
+            f"The snapshot {snapshot.name} is damaged and cannot be restored ({problem}). "
+            "The database was not changed."
+        )
+    if actual is not None and actual != snapshot.sha256:
+        raise SnapshotError(
+            f"The snapshot {snapshot.name} no longer matches the checksum recorded when it was "
+            "taken; it was altered or damaged and cannot be restored. The database was not "
+            "changed."
+        )
+    try:
+        state = inspect_database(str(snapshot.path)).state
+    except ValidationFailed as exc:
+        raise SnapshotError(
+            f"The snapshot {snapshot.name} cannot be restored: {exc.reason} "
+            "The database was not changed."
+        ) from None
+    if state is SchemaState.UP_TO_DATE or (
+        allow_old_schema and state is SchemaState.NEEDS_MIGRATION
+    ):
+        return
+    advice = {
+        SchemaState.NEEDS_MIGRATION: " Restore it with `manage.py snapshot restore "
+        "--allow-old-schema`, then migrate the database.",
+        SchemaState.NEWER: " It was taken by a newer version of NukeWorks.",
+        SchemaState.NOT_NUKEWORKS: "",
+    }[state]
+    raise SnapshotError(
+        f"The snapshot {snapshot.name} cannot be restored here: {state.label}.{advice} "
+        "The database was not changed."
+    )
+
+
+def _latest_audit_time(snapshot: Path) -> datetime | None:
+    """Return when the snapshot's newest audit entry was written (None if it has none)."""
+    table = AuditEntry._meta.db_table
+    uri = f"{snapshot.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            row = conn.execute(f'SELECT max(created_at) FROM "{table}"').fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    value = parse_datetime(str(row[0])) if row and row[0] else None
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _audit_since(alias: str, since: datetime | None) -> list[dict]:
+    rows = AuditEntry.objects.using(alias).order_by("-created_at", "-id")
+    if since is not None:
+        rows = rows.filter(created_at__gt=since)
+    fields = ("created_at", "username", "user_id", "action", "target", "outcome", "detail",
+              "remote_addr")
+    return list(reversed(rows.values(*fields)[:MAX_CARRIED_AUDIT]))
+
+
+def _carry_audit(alias: str, rows: list[dict]) -> None:
+    """Write `rows` (audit entries newer than the restored snapshot) into the database."""
+    if not rows:
+        return
+    users = dict(
+        get_user_model()._default_manager.using(alias)
+        .filter(pk__in={r["user_id"] for r in rows if r["user_id"]})
+        .values_list("pk", "username")
+    )
+    entries = [
+        AuditEntry(**{
+            **row,
+            # An id means a person only in the file it came from: keep it if it still does.
+            "user_id": row["user_id"] if users.get(row["user_id"]) == row["username"] else None,
+        })
+        for row in rows
+    ]
+    created = AuditEntry.objects.using(alias).bulk_create(entries)
+    # created_at is auto_now_add, which bulk_create overwrites; put the real times back.
+    for entry, row in zip(created, rows, strict=True):
+        entry.created_at = row["created_at"]
+    if all(entry.pk for entry in created):
+        AuditEntry.objects.using(alias).bulk_update(created, ["created_at"])
+
+
+def restore_snapshot(
+    database: str,
+    name: str,
+    *,
+    username: str = "",
+    request: HttpRequest | None = None,
+    progress: Progress | None = None,
+    allow_old_schema: bool = False,
+) -> RestoreResult:
+    """Bring `database` back to snapshot `name`, after taking a safety snapshot of it.
+
+    The snapshot is verified first (quick_check, its recorded SHA-256, its schema against the
+    code); a snapshot that fails leaves the database untouched. The content is written into the
+    live file through SQLite's backup API in one transaction (never by replacing the file under
+    open connections), then every cached connection to it is closed.
+    """
+    alias = _alias(database)
+    try:
+        with folder_lock(folder_for(database), exclusive=True):
+            snapshot = get_snapshot(database, name)
+            _verify_restorable(snapshot, allow_old_schema=allow_old_schema)
+            safety = _create(
+                database,
+                kind=Kind.SAFETY,
+                note=f"Automatic safety snapshot before restoring {snapshot.name}",
+                username=username,
+                progress=None,
+            )
+            _audit("snapshot.create", alias, safety, request=request, username=username,
+                   detail=f"kind=safety size={safety.size} sha256={safety.sha256}")
+            carried = _audit_since(alias, _latest_audit_time(snapshot.path))
+            # This thread's own connection must not hold a transaction during the restore.
+            connections[alias].close()
+            try:
+                _restore_into(snapshot.path, database, progress=progress)
+            except CopyFailed as exc:
+                raise SnapshotError(
+                    f"{exc} The safety snapshot {safety.name} holds the database as it was."
+                ) from exc
+            finally:
+                registry.dispose(database)
+            try:
+                _carry_audit(alias, carried)
+            except DatabaseError as exc:
+                # The restore itself succeeded; the entries remain in the safety snapshot.
+                logger.error("audit entries not carried over after restore: %s", exc)
+    except (SnapshotError, SnapshotBusy, DatabaseError) as exc:
+        _audit("snapshot.restore", alias, None, outcome="failure", detail=str(exc),
+               request=request, username=username, target=str(folder_for(database) / name))
+        if isinstance(exc, DatabaseError):
+            raise SnapshotError(f"The restore could not be completed: {exc}") from exc
+        raise
+    _audit(
+        "snapshot.restore", alias, snapshot, request=request, username=username,
+        detail=(
+            f"safety snapshot {safety.name}; snapshot taken {snapshot.created_at.isoformat()}; "
+            f"{len(carried)} later audit entries carried over"
+        ),
+    )
+    logger.info("snapshot restored database=%s snapshot=%s", database, snapshot.name)
+    return RestoreResult(snapshot, safety, len(carried))
+
+
+def prune_plan(
+    database: str, now: datetime | None = None
+) -> tuple[retention.Policy, list[Snapshot]]:
+    """Return the database's retention policy and the snapshots it would delete now."""
+    policy = retention.load(_alias(database))
+    return policy, retention.plan(list_snapshots(database), policy, now or datetime.now(UTC))
+
+
+def prune(
+    database: str,
+    *,
+    username: str = "",
+    request: HttpRequest | None = None,
+    now: datetime | None = None,
+) -> list[Snapshot]:
+    """Delete the snapshots the database's retention policy no longer keeps; return them."""
+    alias = _alias(database)
+    folder = folder_for(database)
+    with folder_lock(folder, exclusive=True):
+        policy, doomed = prune_plan(database, now)
+        for snapshot in doomed:
+            _remove(snapshot)
+        # No snapshot is being written while the exclusive lock is held: any partial file
+        # left here is from a copy that crashed.
+        if folder.is_dir():
+            for leftover in folder.glob(".*.partial*"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+    _audit(
+        "snapshot.prune", alias, None, request=request, username=username, target=str(folder),
+        detail=f"policy: {policy.describe()}; deleted {len(doomed)}: "
+        + ", ".join(s.name for s in doomed),
+    )
+    return doomed

@@ -1,0 +1,232 @@
+"""The snapshot pages at /snapshots/: always about the database the session works on."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.binding import AUTH_DB_PATH, rebind
+from audit import log as audit_log
+from dbselect import registry, session
+from snapshots import retention, service
+from snapshots.forms import CreateSnapshotForm, RetentionForm
+from snapshots.permissions import admin_required
+
+logger = logging.getLogger("nukeworks.snapshots")
+
+
+def _database(request: HttpRequest) -> str:
+    path = session.selected_path(request)
+    assert path is not None  # admin_required refuses sessions without a database
+    return path
+
+
+def _username(request: HttpRequest) -> str:
+    return str(getattr(request.user, "username", ""))
+
+
+def _to_list() -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("snapshots:list"))
+
+
+def _snapshot_or_404(database: str, name: str) -> service.Snapshot:
+    try:
+        return service.get_snapshot(database, name)
+    except service.SnapshotNotFound:
+        raise Http404("There is no such snapshot of this database.") from None
+
+
+@require_GET
+@admin_required
+def snapshot_list(request: HttpRequest) -> HttpResponse:
+    """List the selected database's snapshots with the create and retention forms."""
+    database = _database(request)
+    alias = registry.register(database).alias
+    try:
+        snapshots = service.list_snapshots(database)
+    except service.SnapshotError as exc:
+        messages.error(request, str(exc))
+        snapshots = []
+    policy, doomed = service.prune_plan(database) if snapshots else (retention.load(alias), [])
+    return render(
+        request,
+        "snapshots/list.html",
+        {
+            "database_path": database,
+            "database_name": session.selected_name(request) or database,
+            "folder": service.folder_for(database),
+            "snapshots": snapshots,
+            "total_size": sum(s.size for s in snapshots),
+            "time_zone": timezone.get_current_timezone_name(),
+            "policy": policy,
+            "prune_count": len(doomed),
+            "create_form": CreateSnapshotForm(),
+            "retention_form": RetentionForm(
+                initial={
+                    "max_snapshots": policy.max_snapshots,
+                    "retention_days": policy.retention_days,
+                }
+            ),
+        },
+    )
+
+
+@require_POST
+@admin_required
+def snapshot_create(request: HttpRequest) -> HttpResponse:
+    """Take a snapshot of the selected database now."""
+    form = CreateSnapshotForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The note is too long (at most 500 characters).")
+        return _to_list()
+    try:
+        snapshot = service.create_snapshot(
+            _database(request),
+            note=form.cleaned_data["note"],
+            username=_username(request),
+            request=request,
+        )
+    except (service.SnapshotError, service.SnapshotBusy) as exc:
+        messages.error(request, f"No snapshot was taken. {exc}")
+    else:
+        messages.success(request, f"Snapshot {snapshot.name} created.")
+    return _to_list()
+
+
+@require_GET
+@admin_required
+def snapshot_download(request: HttpRequest, name: str) -> FileResponse:
+    """Send a snapshot file as a download."""
+    database = _database(request)
+    snapshot = _snapshot_or_404(database, name)
+    try:
+        handle = open(snapshot.path, "rb")  # noqa: SIM115 - FileResponse closes it
+    except FileNotFoundError:
+        raise Http404("This snapshot no longer exists.") from None
+    audit_log.record(
+        "snapshot.download", target=str(snapshot.path), request=request,
+        using=registry.register(database).alias,
+    )
+    return FileResponse(
+        handle, as_attachment=True, filename=snapshot.name, content_type="application/vnd.sqlite3"
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def snapshot_delete(request: HttpRequest, name: str) -> HttpResponse:
+    """Ask for confirmation (GET), then delete one snapshot (POST)."""
+    database = _database(request)
+    if request.method == "GET":
+        snapshot = _snapshot_or_404(database, name)
+        return render(request, "snapshots/confirm_delete.html", {"snapshot": snapshot})
+    try:
+        snapshot = service.delete_snapshot(
+            database, name, username=_username(request), request=request
+        )
+    except (service.SnapshotError, service.SnapshotBusy) as exc:
+        messages.error(request, f"Nothing was deleted. {exc}")
+    else:
+        messages.success(request, f"Snapshot {snapshot.name} deleted.")
+    return _to_list()
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def snapshot_restore(request: HttpRequest, name: str) -> HttpResponse:
+    """Ask for confirmation (GET), then restore the database to a snapshot (POST)."""
+    database = _database(request)
+    if request.method == "GET":
+        snapshot = _snapshot_or_404(database, name)
+        return render(
+            request,
+            "snapshots/confirm_restore.html",
+            {"snapshot": snapshot, "database_name": session.selected_name(request)},
+        )
+    try:
+        result = service.restore_snapshot(
+            database, name, username=_username(request), request=request
+        )
+    except (service.SnapshotError, service.SnapshotBusy) as exc:
+        messages.error(request, f"The database was not restored. {exc}")
+        return _to_list()
+    messages.success(
+        request,
+        f"The database was restored to snapshot {result.restored.name} "
+        f"(taken {result.restored.created_at:%Y-%m-%d %H:%M:%S} UTC). Its state just before "
+        f"the restore is kept in the safety snapshot {result.safety.name}.",
+    )
+    return _after_restore(request, database)
+
+
+def _after_restore(request: HttpRequest, database: str) -> HttpResponse:
+    """Refresh the session after its database's content changed under it.
+
+    The restored file has its own users and display name: the login is re-bound by username
+    (a user id from before the restore may name someone else now) and the header's name is
+    read again.
+    """
+    try:
+        engine, info = registry.validate_and_register(database)
+    except registry.DatabaseUnavailable as exc:
+        messages.error(request, f"The restored database cannot be opened: {exc.reason}")
+        return HttpResponseRedirect(reverse("dbselect:select"))
+    request.session[session.SELECTED_NAME] = session.display_name_for(
+        database, info.display_name
+    )
+    request.session.pop(AUTH_DB_PATH, None)
+    if not rebind(request, database, engine.alias, info.display_name):
+        return HttpResponseRedirect(reverse("accounts:login"))
+    return _to_list()
+
+
+@require_POST
+@admin_required
+def retention_settings(request: HttpRequest) -> HttpResponse:
+    """Save the database's retention policy (it is applied only by "Apply retention now")."""
+    form = RetentionForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(
+            f"{form.fields[field].label}: {' '.join(errors)}"
+            for field, errors in form.errors.items()
+        )
+        messages.error(request, f"The retention settings were not saved. {problems}")
+        return _to_list()
+    database = _database(request)
+    alias = registry.register(database).alias
+    policy = form.policy()
+    retention.save(alias, policy)
+    audit_log.record(
+        "snapshot.retention", target=str(service.folder_for(database)), request=request,
+        using=alias, detail=policy.describe(),
+    )
+    messages.success(request, f"Retention saved: {policy.describe()}.")
+    return _to_list()
+
+
+@require_http_methods(["GET", "POST"])
+@admin_required
+def snapshot_prune(request: HttpRequest) -> HttpResponse:
+    """Show what the retention policy would delete (GET), then delete it (POST)."""
+    database = _database(request)
+    if request.method == "GET":
+        policy, doomed = service.prune_plan(database)
+        return render(
+            request, "snapshots/confirm_prune.html", {"policy": policy, "doomed": doomed}
+        )
+    try:
+        deleted = service.prune(database, username=_username(request), request=request)
+    except (service.SnapshotError, service.SnapshotBusy) as exc:
+        messages.error(request, f"Retention was not applied. {exc}")
+    else:
+        if deleted:
+            messages.success(request, f"Retention applied: {len(deleted)} snapshot(s) deleted.")
+        else:
+            messages.info(request, "Retention applied: no snapshot needed deleting.")
+    return _to_list()
