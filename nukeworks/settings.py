@@ -121,6 +121,11 @@ DBSELECT = {
     "SYNCHRONOUS": env.str("DBSELECT_SYNCHRONOUS", default="FULL"),
     "STAT_TIMEOUT": env.float("DBSELECT_STAT_TIMEOUT", default=3.0),
     "REGISTER_SCANNED_AT_STARTUP": env.bool("DBSELECT_REGISTER_SCANNED", default=True),
+    # Engine cache administration (dbselect/engine_conf.py): the store the worker processes
+    # share, and how many persistent connections one thread keeps at most.
+    "ENGINE_STORE_DIR": INSTANCE_DIR / "engines",
+    "ENGINE_IDLE_SECONDS": env.float("DBSELECT_ENGINE_IDLE_SECONDS", default=300),
+    "MAX_CONNECTIONS_PER_THREAD": env.int("DBSELECT_MAX_CONNECTIONS_PER_THREAD", default=8),
 }
 
 AUTH_USER_MODEL = "accounts.User"

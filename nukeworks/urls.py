@@ -9,6 +9,8 @@ urlpatterns = [
     path("", include("dbselect.urls")),
     path("", include("accounts.urls")),
     path("healthz", healthz, name="healthz"),
+    # Before Django's admin, which would otherwise answer /admin/engines/ with its 404.
+    path("admin/engines/", include("dbselect.engine_urls")),
     path("admin/", admin.site.urls),
     path("", include("snapshots.urls")),
     path("", include("nukeworks.companies.urls")),

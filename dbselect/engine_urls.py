@@ -1,0 +1,13 @@
+"""URLs of the engines page, mounted at /admin/engines/ (before Django's admin)."""
+
+from django.urls import path
+
+from dbselect import engine_views
+
+app_name = "dbselect-engines"
+
+urlpatterns = [
+    path("", engine_views.engine_list, name="list"),
+    path("dispose", engine_views.dispose, name="dispose"),
+    path("dispose-idle", engine_views.dispose_idle, name="dispose-idle"),
+]

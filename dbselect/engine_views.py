@@ -1,0 +1,72 @@
+"""The engines page: list the cached engines of every worker process, dispose them (admins)."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from dbselect import engine_admin
+from dbselect.session import display_name_for
+
+
+def admin_required(view: Any) -> Any:
+    """Answer 403 to anyone but an administrator of the current database (anonymous included)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not getattr(request.user, "is_admin", False):
+            raise PermissionDenied("Only an administrator can manage the engine cache.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@require_GET
+@admin_required
+def engine_list(request: HttpRequest) -> HttpResponse:
+    """Show every cached engine of every worker process."""
+    data = engine_admin.overview()
+    return render(
+        request,
+        "dbselect/engines.html",
+        {"overview": data, "idle_count": len(data.idle_paths())},
+    )
+
+
+@require_POST
+@admin_required
+def dispose(request: HttpRequest) -> HttpResponse:
+    """Dispose one engine in every worker process."""
+    path = request.POST.get("path", "")
+    known = {e.path: e for e in engine_admin.overview(wait=0).engines}
+    if path not in known:
+        messages.error(request, "That database is not in the engine cache (any more).")
+    else:
+        engine_admin.dispose_paths([path], request)
+        name = display_name_for(path, known[path].display_name)
+        messages.success(
+            request,
+            f"Disposed {name}: every worker closes its connections to it. Sessions still on it "
+            "re-open it on their next request.",
+        )
+    return HttpResponseRedirect(reverse("dbselect-engines:list"))
+
+
+@require_POST
+@admin_required
+def dispose_idle(request: HttpRequest) -> HttpResponse:
+    """Dispose every engine no worker has used for ENGINE_IDLE_SECONDS."""
+    data = engine_admin.overview()
+    count = engine_admin.dispose_paths(data.idle_paths(), request)
+    if count:
+        messages.success(request, f"Disposed {count} idle engine{'s' if count != 1 else ''}.")
+    else:
+        messages.info(request, "No engine was idle.")
+    return HttpResponseRedirect(reverse("dbselect-engines:list"))
