@@ -110,7 +110,7 @@ def parse_header(data: bytes, size: int) -> SqliteHeader:
     if page_count is not None and page_count * page_size > size:
         raise ValidationFailed(
             f"The file is truncated: its header describes {page_count} pages "
-            f"but only {size // page_size} are present."
+            f"but the file holds only {size // page_size}."
         )
     return SqliteHeader(page_size=page_size, wal=write_version == 2, page_count=page_count)
 

@@ -1,0 +1,357 @@
+"""Untrusted database files: read-only, defensive, nothing executed, nothing left beside them."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import pwd
+import shutil
+import sqlite3
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+from dbselect import session as db_session
+from dbselect import validation
+from dbselect.schema import SchemaState
+from dbselect.validation import ValidationFailed, inspect_database, open_readonly, read_header
+from tests.helpers import messages_of, select
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """Return every file and folder under `folder` with a digest of each file's bytes.
+
+    A `-shm` file is listed but not hashed: it is SQLite's shared-memory index, which every
+    reader updates (read marks, recovery) even with `mode=ro`; it holds no data.
+    """
+    found: dict[str, str] = {}
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs:
+            found[os.path.join(parent, name)] = "dir"
+        for name in files:
+            full = Path(parent, name)
+            found[str(full)] = (
+                "shm" if name.endswith("-shm") else hashlib.sha256(full.read_bytes()).hexdigest()
+            )
+    return found
+
+
+def _other_app(path: Path, *, wal: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    conn.execute("INSERT INTO invoices (total) VALUES (1.5)")
+    return conn
+
+
+def _wal_checkpointed(folder: Path, make_database) -> Path:
+    conn = _other_app(folder / "a.sqlite", wal=True)
+    conn.close()  # last connection: checkpointed, -wal and -shm removed
+    return folder / "a.sqlite"
+
+
+def _wal_with_wal_only(folder: Path, make_database) -> Path:
+    """A crashed writer's files copied without -shm (SQLite's mode=ro would create one)."""
+    live = folder.parent / "live-wal-only"
+    live.mkdir()
+    conn = _other_app(live / "a.sqlite", wal=True)
+    conn.execute("INSERT INTO invoices (total) VALUES (2.5)")
+    shutil.copy(live / "a.sqlite", folder / "a.sqlite")
+    shutil.copy(live / "a.sqlite-wal", folder / "a.sqlite-wal")
+    conn.close()
+    return folder / "a.sqlite"
+
+
+def _wal_with_wal_and_shm(folder: Path, make_database) -> Path:
+    live = folder.parent / "live-both"
+    live.mkdir()
+    conn = _other_app(live / "a.sqlite", wal=True)
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copy(str(live / "a.sqlite") + suffix, str(folder / "a.sqlite") + suffix)
+    conn.close()
+    return folder / "a.sqlite"
+
+
+def _rollback_mode(folder: Path, make_database) -> Path:
+    _other_app(folder / "a.sqlite", wal=False).close()
+    return folder / "a.sqlite"
+
+
+def _rollback_with_hot_journal(folder: Path, make_database) -> Path:
+    live = folder.parent / "live-journal"
+    live.mkdir()
+    conn = sqlite3.connect(live / "a.sqlite", isolation_level=None)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (randomblob(3000))")
+    conn.execute("PRAGMA cache_size=1")
+    conn.execute("BEGIN")
+    for _ in range(6):  # spill the cache so the journal is written mid-transaction
+        conn.execute("INSERT INTO t SELECT randomblob(3000) FROM t")
+    shutil.copy(live / "a.sqlite", folder / "a.sqlite")
+    shutil.copy(live / "a.sqlite-journal", folder / "a.sqlite-journal")
+    conn.execute("ROLLBACK")
+    conn.close()
+    return folder / "a.sqlite"
+
+
+def _needs_migration(folder: Path, make_database, old_database=None) -> Path:
+    return old_database
+
+
+def _newer(folder: Path, make_database) -> Path:
+    path = make_database(name="From the future", path=folder / "future.sqlite")
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO django_migrations (app, name, applied) "
+        "VALUES ('companies', '9999_from_the_future', '2030-01-01')"
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+REFUSED = {
+    "WAL file, checkpointed": (_wal_checkpointed, "not a NukeWorks one"),
+    "WAL file with -wal but no -shm": (_wal_with_wal_only, "not a NukeWorks one"),
+    "WAL file with -wal and -shm": (_wal_with_wal_and_shm, "not a NukeWorks one"),
+    "rollback-journal file": (_rollback_mode, "not a NukeWorks one"),
+    "rollback file with a hot journal": (_rollback_with_hot_journal, "unfinished transaction"),
+    "NukeWorks file needing migration": (None, "needs migration before it can be used"),
+    "NukeWorks file from a newer version": (_newer, "newer version of NukeWorks"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=list(REFUSED))
+def test_refused_file_is_left_exactly_as_it_was(case, tmp_path, make_database, old_database):
+    build, reason = REFUSED[case]
+    if build is None:
+        path = old_database
+    else:
+        folder = tmp_path / "case"
+        folder.mkdir()
+        path = build(folder, make_database)
+    before = folder_state(path.parent)
+    client = Client()
+    response = select(client, path)
+    # 403: only an administrator may approve a migration (the lead's migration flow).
+    assert response.status_code == (403 if build is None else 400)
+    assert any(reason in m for m in messages_of(response)), messages_of(response)
+    assert folder_state(path.parent) == before  # no -wal/-shm/-journal, no byte changed
+    assert db_session.SELECTED_PATH not in client.session
+
+
+def test_wal_only_file_is_read_without_creating_shm(tmp_path):
+    folder = tmp_path / "case"
+    folder.mkdir()
+    path = _wal_with_wal_only(folder, None)
+    header, _ = read_header(str(path))
+    assert header.wal
+    assert validation.needs_immutable(str(path), header)
+    inspect_database(str(path))
+    assert sorted(os.listdir(folder)) == ["a.sqlite", "a.sqlite-wal"]
+
+
+def test_validation_connection_is_defensive(make_database):
+    path = make_database(name="Defended")
+    header, _ = read_header(str(path))
+    conn = open_readonly(str(path), header)
+    try:
+        assert conn.execute("PRAGMA trusted_schema").fetchone() == (0,)
+        assert conn.execute("PRAGMA cell_size_check").fetchone() == (1,)
+        assert conn.execute("PRAGMA query_only").fetchone() == (1,)
+        assert conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) == 1_000_000
+        assert conn.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED) == 0
+        with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
+            conn.execute("DELETE FROM companies_company")
+    finally:
+        conn.close()
+
+
+def test_readonly_uri_escapes_every_special_character():
+    uri = validation.readonly_uri("/srv/a b/c?d#e%f.sqlite")
+    assert uri == "file:///srv/a%20b/c%3Fd%23e%25f.sqlite?mode=ro"
+    assert validation.readonly_uri("//server/share/x.sqlite", immutable=True) == (
+        "file:////server/share/x.sqlite?mode=ro&immutable=1"
+    )
+
+
+def _booby_trapped(path: Path) -> None:
+    """Replace views and add triggers that fail loudly if anything runs them."""
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        DROP TABLE system_settings;
+        CREATE VIEW system_settings AS SELECT 'db_display_name' AS key, boom() AS value;
+        CREATE TRIGGER trap AFTER INSERT ON companies_company BEGIN SELECT boom(); END;
+        """
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_views_and_triggers_of_a_file_are_never_run(make_database):
+    path = make_database(name="Trapped", companies=["Co"])
+    _booby_trapped(path)
+    before = folder_state(path.parent)
+    info = inspect_database(str(path))  # would raise "no such function: boom" if run
+    assert info.display_name is None
+    assert folder_state(path.parent) == before
+
+
+def test_django_migrations_as_a_view_is_not_read(tmp_path):
+    path = tmp_path / "fake.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE VIEW django_migrations AS SELECT boom() AS app, 1 AS name")
+    conn.commit()
+    conn.close()
+    assert inspect_database(str(path)).state is SchemaState.NOT_NUKEWORKS
+
+
+def test_huge_values_are_refused_not_loaded(tmp_path):
+    path = tmp_path / "huge.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE django_migrations (id INTEGER PRIMARY KEY, app, name, applied)")
+    conn.execute("INSERT INTO django_migrations (app, name) VALUES (zeroblob(2000000), 'x')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ValidationFailed, match="too big"):
+        inspect_database(str(path))
+
+
+def test_slow_validation_is_interrupted(make_database, monkeypatch):
+    path = make_database(name="Slow")
+    conn = sqlite3.connect(path)
+    conn.executemany(
+        "INSERT INTO django_migrations (app, name, applied) VALUES (?, ?, '2020-01-01')",
+        [(f"app{i}", f"m{i}") for i in range(20_000)],
+    )
+    conn.commit()
+    conn.close()
+    monkeypatch.setattr(validation, "VALIDATION_TIME_LIMIT", 0.0)
+    with pytest.raises(ValidationFailed) as caught:
+        inspect_database(str(path))
+    assert caught.value.reason == "Reading the file took too long; it was not validated."
+
+
+def test_proc_files_reporting_size_zero_are_read_as_content(tmp_path):
+    with pytest.raises(ValidationFailed, match="not a SQLite database"):
+        read_header("/proc/self/environ")
+
+
+def _as_nobody(code: str) -> str:
+    """Run `code` in a child process as the unprivileged user `nobody`; return its output.
+
+    The venv's interpreter may live under root's home (pyenv), which `nobody` cannot enter;
+    the system's Python of the same version then runs with the venv's packages on its path.
+    """
+    nobody = pwd.getpwnam("nobody")
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": os.pathsep.join([os.getcwd(), site_packages]),
+    }
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for interpreter in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+        try:
+            result = subprocess.run(
+                [interpreter, "-c", "import django; django.setup()\n" + code],
+                user=nobody.pw_uid,
+                group=nobody.pw_gid,
+                extra_groups=[],
+                env=env,
+                cwd="/",
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except (PermissionError, FileNotFoundError):
+            continue
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+    pytest.skip(f"no {version} interpreter that the user 'nobody' may run")
+
+
+@contextlib.contextmanager
+def _traversable_by_others(path: Path) -> Iterator[None]:
+    """Let other users through `path` and its parents (pytest's folders are 0700)."""
+    changed = [p for p in [path, *path.parents] if not p.stat().st_mode & 0o001]
+    for p in changed:
+        p.chmod(p.stat().st_mode | 0o001)
+    try:
+        yield
+    finally:
+        for p in changed:
+            p.chmod(p.stat().st_mode & ~0o001)
+
+
+def test_file_and_folder_without_read_permission(tmp_path, make_database):
+    """Root reads every file: as root, the check runs in a child process as `nobody`."""
+    path = make_database(name="Secret", path=tmp_path / "secret.sqlite")
+    path.chmod(0o600)
+    folder = tmp_path / "private"
+    folder.mkdir(mode=0o700)
+    code = (
+        "from dbselect.browse import list_folder\n"
+        "from dbselect.paths import PathRejected\n"
+        "from dbselect.validation import ValidationFailed, inspect_database\n"
+        f"try:\n    inspect_database({str(path)!r})\n"
+        "except ValidationFailed as e:\n    print(e.reason)\n"
+        f"try:\n    list_folder({str(folder)!r})\n"
+        "except PathRejected as e:\n    print(e)\n"
+    )
+    before = folder_state(tmp_path)
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("running as root and there is no user 'nobody' to drop to")
+        with _traversable_by_others(tmp_path):
+            output = _as_nobody(code)
+    else:
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            exec(code, {})
+        output = buffer.getvalue().strip()
+    assert output.splitlines() == [
+        "The server is not allowed to read this file.",
+        "The server is not allowed to read this folder.",
+    ]
+    assert folder_state(tmp_path) == before
+
+
+def test_unreadable_file_through_the_selector(home_client, tmp_path, monkeypatch):
+    """The same refusal through POST /select-db (as root, open() is made to refuse)."""
+    client, home = home_client
+    secret = tmp_path / "secret.sqlite"
+    secret.write_bytes(b"x" * 4096)
+    real_open = os.open
+
+    def refusing_open(name, flags, *args, **kwargs):
+        if str(name) == str(secret):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(validation.os, "open", refusing_open)
+    response = select(client, secret)
+    assert response.status_code == 400
+    assert any(m.endswith("Reason: The server is not allowed to read this file.")
+               for m in messages_of(response))
+    assert client.session[db_session.SELECTED_PATH] == str(home)
+
+
+@pytest.fixture
+def home_client(make_database) -> tuple[Client, Path]:
+    path = make_database(name="Home Base")
+    client = Client()
+    assert select(client, path).status_code == 302
+    return client, path
