@@ -44,6 +44,8 @@ _engines: dict[str, Engine] = {}
 # path -> alias of every engine ever registered, kept after dispose (its settings stay too:
 # a request in flight may still query the alias, and re-registration reuses it).
 _known_aliases: dict[str, str] = {}
+# Aliases of settings.DATABASES: their settings are the project's, never replaced.
+_configured: set[str] = set()
 logger = logging.getLogger("nukeworks.dbselect")
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -133,8 +135,14 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
         taken = connections.settings.get(alias) if alias else None
         if alias is None or (taken is not None and taken.get("NAME") != path):
             alias = alias_for_path(path)
-        if alias not in connections.settings:
-            _publish(alias, _settings_for(path, network))
+        cfg = _settings_for(path, network)
+        current = connections.settings.get(alias)
+        # A re-registration (after a dispose) takes the current connection settings, unless
+        # the alias is one the project configured itself.
+        if current is None or (
+            alias not in _configured and current.get("OPTIONS") != cfg["OPTIONS"]
+        ):
+            _publish(alias, cfg)
         engine = Engine(
             path=path,
             alias=alias,
@@ -159,6 +167,7 @@ def adopt_configured_aliases() -> None:
             if not name or name == ":memory:" or name.startswith("file:"):
                 continue
             path = os.path.normpath(os.path.abspath(name))
+            _configured.add(alias)
             network = _is_network(path)
             cfg["OPTIONS"] = {**connection_options(network), **cfg.get("OPTIONS", {})}
             if path not in _engines:

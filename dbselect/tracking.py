@@ -167,14 +167,18 @@ def close_everywhere(alias: str) -> int:
     """
     remaining = 0
     me = current()
+    mine = getattr(connections._connections, alias, None)
+    if mine is not None:
+        # This thread's object, connected or not: the next use builds it from current settings.
+        if close_quietly(mine):
+            _forget(me, alias, mine)
+        else:
+            remaining += 1
     for state in _all_states():
         wrapper = state.open.get(alias)
-        if wrapper is None or wrapper.connection is None:
+        if state is me or wrapper is None or wrapper.connection is None:
             continue
-        if state is me:
-            if not close_quietly(wrapper):
-                remaining += 1
-        elif state.server and state.lock.acquire(blocking=False):
+        if state.server and state.lock.acquire(blocking=False):
             try:
                 if not close_quietly(wrapper):
                     remaining += 1

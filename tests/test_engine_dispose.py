@@ -1,0 +1,183 @@
+"""Dispose inside one process: every thread, idle or busy; fd and memory bounds; concurrency."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import close_old_connections, connections
+
+from dbselect import registry, tracking
+
+
+@pytest.fixture(autouse=True)
+def _no_janitor(settings, tmp_path):
+    """These tests play the server threads themselves; no janitor thread in the test process."""
+    settings.DBSELECT = {
+        **settings.DBSELECT,
+        "ENGINE_JANITOR": False,
+        "ENGINE_STORE_DIR": tmp_path / "engines",
+    }
+
+
+def open_files(path: Path | str) -> list[str]:
+    """Return this process's open file descriptors on `path` and its -wal/-shm companions."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(path)):
+            found.append(target)
+    return found
+
+
+class ServerThread(threading.Thread):
+    """A thread that serves one "request" on `alias` the way a gunicorn gthread worker does."""
+
+    def __init__(self, alias: str, *, finish_request: bool) -> None:
+        super().__init__(daemon=True)
+        self.alias = alias
+        self.finish_request = finish_request
+        self.opened = threading.Event()
+        self.release = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        tracking.on_request_started(sender=WSGIHandler)
+        connections[self.alias].ensure_connection()
+        if self.finish_request:
+            # A persistent connection (CONN_MAX_AGE > 0) outlives the request.
+            tracking.on_request_finished(sender=WSGIHandler)
+        self.opened.set()
+        self.release.wait(10)
+        if not self.finish_request:
+            tracking.on_request_finished(sender=WSGIHandler)
+        self.done.set()
+        self.release.wait(10)
+
+
+def test_dispose_closes_an_idle_threads_persistent_connection_at_once(make_database):
+    path = str(make_database())
+    alias = registry.register(path).alias
+    server = ServerThread(alias, finish_request=True)
+    server.start()
+    assert server.opened.wait(10)
+    assert open_files(path)
+    assert registry.dispose(path)
+    assert open_files(path) == []
+    assert registry.get_engine(path) is None
+    server.release.set()
+    server.join(10)
+
+
+def test_a_busy_thread_closes_its_connection_when_its_request_ends(make_database):
+    path = str(make_database())
+    alias = registry.register(path).alias
+    server = ServerThread(alias, finish_request=False)
+    server.start()
+    assert server.opened.wait(10)
+    registry.dispose(path)
+    assert open_files(path), "the busy thread's connection must not be closed under it"
+    server.release.set()
+    assert server.done.wait(10)
+    assert open_files(path) == []
+    server.join(10)
+
+
+def test_a_thread_reconnects_after_dispose_before_using_the_alias_again(make_database):
+    path = str(make_database(companies=["Acme"]))
+    engine = registry.open_engine(path)
+    first = connections[engine.alias]
+    first.ensure_connection()
+    raw = first.connection
+    registry.dispose(path)
+    engine = registry.open_engine(path)
+    connections[engine.alias].ensure_connection()
+    assert connections[engine.alias].connection is not raw
+
+
+def test_a_thread_keeps_at_most_the_configured_persistent_connections(make_database, settings):
+    settings.DBSELECT = {**settings.DBSELECT, "MAX_CONNECTIONS_PER_THREAD": 3}
+    files = [str(make_database(name=None)) for _ in range(6)]
+    tracking.on_request_started(sender=WSGIHandler)
+    for path in files:
+        connections[registry.open_engine(path).alias].ensure_connection()
+    tracking.on_request_finished(sender=WSGIHandler)
+    still_open = [p for p in files if open_files(p)]
+    assert still_open == files[-3:]
+
+
+def test_memory_per_registered_alias_is_small():
+    """Report (and bound) what one more alias costs: its settings dict and Engine."""
+    count = 500
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(count):
+        registry.register(f"/nonexistent/memory/{i}/nukeworks.sqlite")
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    per_alias = grown / count
+    print(f"memory per registered alias: {per_alias / 1024:.1f} KiB")
+    assert per_alias < 32 * 1024
+
+
+def test_concurrent_registration_dispose_and_close_old_connections_raise_nothing(
+    make_database,
+):
+    """16 threads for 5 s: register, open, dispose, close_old_connections, close_all."""
+    paths = [str(make_database(name=None)) for _ in range(4)]
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 5.0
+    counter = iter(range(10**9))
+
+    def guarded(fn):
+        def run() -> None:
+            try:
+                while time.monotonic() < stop:
+                    fn()
+            except BaseException as exc:  # the test reports any failure
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        return run
+
+    def registrar() -> None:
+        registry.register(f"/nonexistent/hammer16/{next(counter)}.sqlite")
+
+    def opener() -> None:
+        tracking.on_request_started(sender=WSGIHandler)
+        try:
+            path = random.choice(paths)
+            connections[registry.open_engine(path).alias].ensure_connection()
+            close_old_connections()
+        finally:
+            tracking.on_request_finished(sender=WSGIHandler)
+            close_old_connections()
+
+    def disposer() -> None:
+        registry.dispose(random.choice(paths))
+        time.sleep(0.001)
+
+    def closer() -> None:
+        for path in paths:
+            connections[registry.register(path).alias].ensure_connection()
+        close_old_connections()
+        connections.close_all()
+
+    workers = [registrar, opener, disposer, closer] * 4
+    threads = [threading.Thread(target=guarded(fn)) for fn in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
