@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run setup venv test lint bench demo-data clean-venv
+.PHONY: run setup venv browser test lint bench demo-data clean-venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,14 @@ demo-data: setup
 	$(PY) manage.py seed_demo --database demo
 	$(PY) manage.py ensureadmin --database demo
 
-test: venv
+## Debian's chromium for the browser tests (installed with apt when missing and root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: browser tests will be skipped (apt-get install chromium)"; fi; }
+
+test: venv browser
 	$(VENV)/bin/pytest
 
 lint: venv

@@ -9,7 +9,8 @@ threads = int(os.environ.get("NUKEWORKS_THREADS", "4"))
 wsgi_app = "nukeworks.wsgi:application"
 timeout = int(os.environ.get("NUKEWORKS_TIMEOUT", "60"))
 graceful_timeout = 20
-accesslog = os.environ.get("NUKEWORKS_ACCESS_LOG", "-")
+# An empty NUKEWORKS_ACCESS_LOG turns the access log off (tests, benchmarks).
+accesslog = os.environ.get("NUKEWORKS_ACCESS_LOG", "-") or None
 errorlog = "-"
 # Each worker loads the application itself: per-process engine caches, no shared sockets
 # to SQLite inherited across fork.

@@ -5,10 +5,16 @@ import tempfile
 
 _TMP = tempfile.mkdtemp(prefix="nukeworks-tests-")
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
-os.environ["NUKEWORKS_INSTANCE_DIR"] = os.path.join(_TMP, "instance")
-os.environ["NUKEWORKS_DATABASES_DIR"] = os.path.join(_TMP, "databases")
-os.environ["NUKEWORKS_DEFAULT_DB"] = os.path.join(_TMP, "default.sqlite")
-os.environ["SESSION_FILE_PATH"] = os.path.join(_TMP, "sessions")
+# A live server started by a test (tests/live_server.py) passes its own folders.
+_LIVE = os.environ.get("NUKEWORKS_LIVE_SERVER") == "1"
+for _name, _value in {
+    "NUKEWORKS_INSTANCE_DIR": os.path.join(_TMP, "instance"),
+    "NUKEWORKS_DATABASES_DIR": os.path.join(_TMP, "databases"),
+    "NUKEWORKS_DEFAULT_DB": os.path.join(_TMP, "default.sqlite"),
+    "SESSION_FILE_PATH": os.path.join(_TMP, "sessions"),
+}.items():
+    if not _LIVE:
+        os.environ[_name] = _value
 os.environ["NUKEWORKS_ENV"] = "testing"
 
 from nukeworks.settings import *  # noqa: E402,F403

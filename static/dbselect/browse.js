@@ -27,7 +27,7 @@
           const button = document.createElement("button");
           button.type = "button";
           button.className = "entry " + entry.type;
-          button.textContent = (entry.type === "folder" ? "📁 " : "🗄 ") + entry.name;
+          button.textContent = entry.type === "folder" ? entry.name + "/" : entry.name;
           button.addEventListener("click", () => {
             if (entry.type === "folder") { show(entry.path); }
             else { input.value = entry.path; }
