@@ -1,0 +1,100 @@
+"""Two real gunicorn worker processes: the engines page sees both, Dispose reaches both.
+
+Persistent connections (CONN_MAX_AGE=600) make each worker keep the file open after its
+requests end, so only a dispose that reaches every worker and thread closes it: proven with
+each worker's /proc/<pid>/fd.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+from tests.live import Browser, GunicornServer, open_files, set_password
+
+
+@pytest.fixture
+def server(tmp_path):
+    """gunicorn with 2 workers x 2 threads and persistent connections, stopped afterwards."""
+    srv = GunicornServer(tmp_path / "server", workers=2, threads=2, conn_max_age=600).start()
+    yield srv
+    srv.stop()
+
+
+def _holders(server: GunicornServer, path: str) -> set[int]:
+    return {pid for pid in server.worker_pids() if open_files(pid, path)}
+
+
+def _open_in_every_worker(server: GunicornServer, path: str, timeout: float = 30.0) -> None:
+    """Select `path` from several sessions at once until every worker holds it open."""
+    deadline = time.monotonic() + timeout
+    wanted = set(server.worker_pids())
+
+    def hammer() -> None:
+        browser = Browser(server.base)
+        while time.monotonic() < deadline and _holders(server, path) != wanted:
+            browser.select(path)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _holders(server, path) == wanted, "the load did not reach both workers"
+
+
+@pytest.fixture
+def admin(server, make_database):
+    """An administrator signed in to a database of their own ("Control")."""
+    control = make_database(name="Control", users=[("boss", "pw-boss-123", True)])
+    set_password(control, "boss", "pw-boss-123")
+    browser = Browser(server.base)
+    browser.select(control)
+    status, body = browser.sign_in("boss", "pw-boss-123")
+    assert status == 200 and "Log out boss" in body
+    return browser
+
+
+def test_engines_page_lists_the_engines_of_both_workers(server, admin, make_database):
+    shared = str(make_database(name="Shared plant"))
+    _open_in_every_worker(server, shared)
+    status, page = admin.get("/admin/engines/")
+    assert status == 200
+    pids = server.worker_pids()
+    listed = {int(p) for p in re.findall(r'<tr class="worker" data-pid="(\d+)"', page)}
+    assert listed == set(pids)
+    row = page[page.index(f'data-path="{shared}"') :]
+    row = row[: row.index("</tr>")]
+    assert "Shared plant" in row
+    assert {int(p) for p in re.findall(r'class="worker-use" data-pid="(\d+)"', row)} == set(pids)
+
+
+def test_dispose_in_one_worker_closes_the_file_in_every_worker(server, admin, make_database):
+    shared = str(make_database(name="Shared plant"))
+    _open_in_every_worker(server, shared)
+    status, page = admin.post("/admin/engines/dispose", {"path": shared})
+    assert status == 200
+    assert "Disposed Shared plant" in page
+    deadline = time.monotonic() + 10
+    while _holders(server, shared) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _holders(server, shared) == set(), "a worker still holds the disposed file open"
+    # A session still on it simply re-opens it.
+    user = Browser(server.base)
+    status, _ = user.select(shared)
+    assert status == 200
+    assert _holders(server, shared)
+
+
+def test_non_admin_gets_403_from_a_real_server(server, make_database):
+    path = make_database(users=[("clerk", "pw-clerk-123", False)])
+    set_password(path, "clerk", "pw-clerk-123")
+    browser = Browser(server.base)
+    browser.select(path)
+    assert browser.get("/admin/engines/")[0] == 403
+    browser.sign_in("clerk", "pw-clerk-123")
+    assert browser.get("/admin/engines/")[0] == 403
+    assert browser.post("/admin/engines/dispose", {"path": str(path)})[0] == 403
