@@ -67,18 +67,16 @@ SnapshotTaker = Callable[[str, str, str], Path]
 
 
 def _default_snapshot(path: str, author: str, note: str) -> Path:
-    import uuid
+    """Take the pre-migration snapshot through the snapshots service (listed, audited)."""
+    from snapshots.metadata import Kind
+    from snapshots.service import SnapshotError, create_snapshot
 
-    from django.utils import timezone
-
-    from dbselect.scanner import snapshot_dir_for
-    from snapshots.sqlite_copy import backup_to
-
-    folder = snapshot_dir_for(path)
-    folder.mkdir(exist_ok=True)
-    label = Path(path).parent.name or "database"
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    return backup_to(path, folder / f"{label}-{stamp}-{uuid.uuid4().hex[:8]}.sqlite")
+    try:
+        return create_snapshot(path, note=note, kind=Kind.PRE_MIGRATION, username=author).path
+    except SnapshotError as exc:
+        raise MigrationRefused(
+            f"The snapshot taken before migrating failed, so nothing was changed: {exc}"
+        ) from exc
 
 
 @contextlib.contextmanager
