@@ -79,9 +79,7 @@ def write_sidecar(snapshot: Snapshot) -> None:
 def read(snapshot_path: Path) -> Snapshot:
     """Return the snapshot at `snapshot_path` with its sidecar's metadata (if readable)."""
     st = snapshot_path.stat()
-    fallback_time = naming.time_of(snapshot_path.name) or datetime.fromtimestamp(
-        st.st_mtime, UTC
-    )
+    fallback_time = naming.time_of(snapshot_path.name) or datetime.fromtimestamp(st.st_mtime, UTC)
     base = Snapshot(
         name=snapshot_path.name,
         path=snapshot_path,
@@ -105,6 +103,4 @@ def read(snapshot_path: Path) -> Snapshot:
         values["created_at"] = created if created.tzinfo else created.replace(tzinfo=UTC)
     except ValueError:
         values["created_at"] = fallback_time
-    return Snapshot(
-        name=base.name, path=base.path, size=base.size, has_sidecar=True, **values
-    )
+    return Snapshot(name=base.name, path=base.path, size=base.size, has_sidecar=True, **values)

@@ -28,8 +28,11 @@ def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         if not is_snapshot_admin(request):
             if request.method == "POST":
                 audit_log.record(
-                    "snapshot.denied", target=request.path, outcome="denied",
-                    detail=f"{request.method} {request.path}", request=request,
+                    "snapshot.denied",
+                    target=request.path,
+                    outcome="denied",
+                    detail=f"{request.method} {request.path}",
+                    request=request,
                 )
             raise PermissionDenied(DENIED)
         if not session.selected_path(request):

@@ -127,7 +127,7 @@ def get_snapshot(database: str, name: str) -> Snapshot:
     try:
         return metadata.read(path)
     except FileNotFoundError:
-        raise SnapshotNotFound(f"The snapshot {name} no longer exists.") from None
+        raise SnapshotNotFound(f"There is no snapshot {name} of this database.") from None
     except OSError as exc:
         raise SnapshotError(f"The snapshot {name} cannot be read: {exc.strerror}.") from exc
 
@@ -215,17 +215,27 @@ def create_snapshot(
     alias = _alias(database)
     try:
         with folder_lock(folder_for(database), exclusive=False):
-            snapshot = _create(
-                database, kind=kind, note=note, username=username, progress=progress
-            )
+            snapshot = _create(database, kind=kind, note=note, username=username, progress=progress)
     except (SnapshotError, SnapshotBusy, OSError) as exc:
-        _audit("snapshot.create", alias, None, outcome="failure", detail=str(exc),
-               request=request, username=username, target=database)
+        _audit(
+            "snapshot.create",
+            alias,
+            None,
+            outcome="failure",
+            detail=str(exc),
+            request=request,
+            username=username,
+            target=database,
+        )
         if isinstance(exc, OSError):
             raise SnapshotError(f"The snapshot could not be taken: {exc.strerror}.") from exc
         raise
     _audit(
-        "snapshot.create", alias, snapshot, request=request, username=username,
+        "snapshot.create",
+        alias,
+        snapshot,
+        request=request,
+        username=username,
         detail=f"kind={kind} size={snapshot.size} sha256={snapshot.sha256} note={snapshot.note}",
     )
     return snapshot
@@ -239,8 +249,14 @@ def delete_snapshot(
     with folder_lock(folder_for(database), exclusive=True):
         snapshot = get_snapshot(database, name)
         _remove(snapshot)
-    _audit("snapshot.delete", alias, snapshot, request=request, username=username,
-           detail=f"created {snapshot.created_at.isoformat()} by {snapshot.created_by or '?'}")
+    _audit(
+        "snapshot.delete",
+        alias,
+        snapshot,
+        request=request,
+        username=username,
+        detail=f"created {snapshot.created_at.isoformat()} by {snapshot.created_by or '?'}",
+    )
     return snapshot
 
 
@@ -320,8 +336,16 @@ def _audit_since(alias: str, since: datetime | None) -> list[dict]:
     rows = AuditEntry.objects.using(alias).order_by("-created_at", "-id")
     if since is not None:
         rows = rows.filter(created_at__gt=since)
-    fields = ("created_at", "username", "user_id", "action", "target", "outcome", "detail",
-              "remote_addr")
+    fields = (
+        "created_at",
+        "username",
+        "user_id",
+        "action",
+        "target",
+        "outcome",
+        "detail",
+        "remote_addr",
+    )
     return list(reversed(rows.values(*fields)[:MAX_CARRIED_AUDIT]))
 
 
@@ -330,16 +354,19 @@ def _carry_audit(alias: str, rows: list[dict]) -> None:
     if not rows:
         return
     users = dict(
-        get_user_model()._default_manager.using(alias)
+        get_user_model()
+        ._default_manager.using(alias)
         .filter(pk__in={r["user_id"] for r in rows if r["user_id"]})
         .values_list("pk", "username")
     )
     entries = [
-        AuditEntry(**{
-            **row,
-            # An id means a person only in the file it came from: keep it if it still does.
-            "user_id": row["user_id"] if users.get(row["user_id"]) == row["username"] else None,
-        })
+        AuditEntry(
+            **{
+                **row,
+                # An id means a person only in the file it came from: keep it if it still does.
+                "user_id": row["user_id"] if users.get(row["user_id"]) == row["username"] else None,
+            }
+        )
         for row in rows
     ]
     created = AuditEntry.objects.using(alias).bulk_create(entries)
@@ -378,8 +405,14 @@ def restore_snapshot(
                 username=username,
                 progress=None,
             )
-            _audit("snapshot.create", alias, safety, request=request, username=username,
-                   detail=f"kind=safety size={safety.size} sha256={safety.sha256}")
+            _audit(
+                "snapshot.create",
+                alias,
+                safety,
+                request=request,
+                username=username,
+                detail=f"kind=safety size={safety.size} sha256={safety.sha256}",
+            )
             carried = _audit_since(alias, _latest_audit_time(snapshot.path))
             # This thread's own connection must not hold a transaction during the restore.
             connections[alias].close()
@@ -397,13 +430,25 @@ def restore_snapshot(
                 # The restore itself succeeded; the entries remain in the safety snapshot.
                 logger.error("audit entries not carried over after restore: %s", exc)
     except (SnapshotError, SnapshotBusy, DatabaseError) as exc:
-        _audit("snapshot.restore", alias, None, outcome="failure", detail=str(exc),
-               request=request, username=username, target=str(folder_for(database) / name))
+        _audit(
+            "snapshot.restore",
+            alias,
+            None,
+            outcome="failure",
+            detail=str(exc),
+            request=request,
+            username=username,
+            target=str(folder_for(database) / name),
+        )
         if isinstance(exc, DatabaseError):
             raise SnapshotError(f"The restore could not be completed: {exc}") from exc
         raise
     _audit(
-        "snapshot.restore", alias, snapshot, request=request, username=username,
+        "snapshot.restore",
+        alias,
+        snapshot,
+        request=request,
+        username=username,
         detail=(
             f"safety snapshot {safety.name}; snapshot taken {snapshot.created_at.isoformat()}; "
             f"{len(carried)} later audit entries carried over"
@@ -442,7 +487,12 @@ def prune(
                 with contextlib.suppress(OSError):
                     leftover.unlink()
     _audit(
-        "snapshot.prune", alias, None, request=request, username=username, target=str(folder),
+        "snapshot.prune",
+        alias,
+        None,
+        request=request,
+        username=username,
+        target=str(folder),
         detail=f"policy: {policy.describe()}; deleted {len(doomed)}: "
         + ", ".join(s.name for s in doomed),
     )

@@ -83,7 +83,7 @@ def snapshot_create(request: HttpRequest) -> HttpResponse:
     """Take a snapshot of the selected database now."""
     form = CreateSnapshotForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "The note is too long (at most 500 characters).")
+        messages.error(request, f"No snapshot was taken. Note: {' '.join(form.errors['note'])}")
         return _to_list()
     try:
         snapshot = service.create_snapshot(
@@ -110,7 +110,9 @@ def snapshot_download(request: HttpRequest, name: str) -> FileResponse:
     except FileNotFoundError:
         raise Http404("This snapshot no longer exists.") from None
     audit_log.record(
-        "snapshot.download", target=str(snapshot.path), request=request,
+        "snapshot.download",
+        target=str(snapshot.path),
+        request=request,
         using=registry.register(database).alias,
     )
     return FileResponse(
@@ -177,9 +179,7 @@ def _after_restore(request: HttpRequest, database: str) -> HttpResponse:
     except registry.DatabaseUnavailable as exc:
         messages.error(request, f"The restored database cannot be opened: {exc.reason}")
         return HttpResponseRedirect(reverse("dbselect:select"))
-    request.session[session.SELECTED_NAME] = session.display_name_for(
-        database, info.display_name
-    )
+    request.session[session.SELECTED_NAME] = session.display_name_for(database, info.display_name)
     request.session.pop(AUTH_DB_PATH, None)
     if not rebind(request, database, engine.alias, info.display_name):
         return HttpResponseRedirect(reverse("accounts:login"))
@@ -203,8 +203,11 @@ def retention_settings(request: HttpRequest) -> HttpResponse:
     policy = form.policy()
     retention.save(alias, policy)
     audit_log.record(
-        "snapshot.retention", target=str(service.folder_for(database)), request=request,
-        using=alias, detail=policy.describe(),
+        "snapshot.retention",
+        target=str(service.folder_for(database)),
+        request=request,
+        using=alias,
+        detail=policy.describe(),
     )
     messages.success(request, f"Retention saved: {policy.describe()}.")
     return _to_list()
@@ -217,9 +220,7 @@ def snapshot_prune(request: HttpRequest) -> HttpResponse:
     database = _database(request)
     if request.method == "GET":
         policy, doomed = service.prune_plan(database)
-        return render(
-            request, "snapshots/confirm_prune.html", {"policy": policy, "doomed": doomed}
-        )
+        return render(request, "snapshots/confirm_prune.html", {"policy": policy, "doomed": doomed})
     try:
         deleted = service.prune(database, username=_username(request), request=request)
     except (service.SnapshotError, service.SnapshotBusy) as exc:

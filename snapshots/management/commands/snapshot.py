@@ -42,7 +42,10 @@ class Command(BaseCommand):
 
         def confirmation(sub: ArgumentParser) -> None:
             sub.add_argument(
-                "--noinput", "--no-input", action="store_false", dest="interactive",
+                "--noinput",
+                "--no-input",
+                action="store_false",
+                dest="interactive",
                 help="Do not ask for confirmation.",
             )
 
@@ -59,7 +62,8 @@ class Command(BaseCommand):
         target(restore)
         confirmation(restore)
         restore.add_argument(
-            "--allow-old-schema", action="store_true",
+            "--allow-old-schema",
+            action="store_true",
             help="Restore a snapshot taken before the latest migrations (migrate afterwards).",
         )
         restore.add_argument("--no-progress", action="store_true", help="No progress bar.")
@@ -111,9 +115,12 @@ class Command(BaseCommand):
             snapshot = service.create_snapshot(
                 database, note=options["note"], username=_operator(), progress=progress
             )
-        self.stdout.write(self.style.SUCCESS(
-            f"Created {snapshot.path} ({filesizeformat(snapshot.size)}, sha256 {snapshot.sha256})"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created {snapshot.path} ({filesizeformat(snapshot.size)}, "
+                f"sha256 {snapshot.sha256})"
+            )
+        )
 
     def _list(self, database: str, options: dict[str, Any]) -> None:
         snapshots = service.list_snapshots(database)
@@ -136,13 +143,18 @@ class Command(BaseCommand):
         )
         with self._progress("Restore", options) as progress:
             result = service.restore_snapshot(
-                database, snapshot.name, username=_operator(), progress=progress,
+                database,
+                snapshot.name,
+                username=_operator(),
+                progress=progress,
                 allow_old_schema=options["allow_old_schema"],
             )
-        self.stdout.write(self.style.SUCCESS(
-            f"Restored {database} to {result.restored.name}. "
-            f"Safety snapshot: {result.safety.path}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Restored {database} to {result.restored.name}. "
+                f"Safety snapshot: {result.safety.path}"
+            )
+        )
 
     def _delete(self, database: str, options: dict[str, Any]) -> None:
         snapshot = service.get_snapshot(database, options["name"])
@@ -194,8 +206,13 @@ class _ProgressBar:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total, desc=self.what, unit="B", unit_scale=True, unit_divisor=1024,
-                file=self.stream._out, leave=False,
+                total=total,
+                desc=self.what,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream._out,
+                leave=False,
             )
         self.bar.update(max(0, done - self.bar.n))
 
