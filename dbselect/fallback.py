@@ -15,6 +15,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
+from accounts.binding import AUTH_USERNAME
 from audit import log as audit_log
 from dbselect import registry, session
 
@@ -65,6 +66,8 @@ def fall_back(
                 outcome="failure",
                 detail=f"{reason} Reverted to {previous}.",
                 request=request,
+                # The login is not loaded yet when the middleware falls back: name it here.
+                username=request.session.get(AUTH_USERNAME) or None,
                 using=engine.alias,
             )
             messages.warning(

@@ -427,3 +427,95 @@ def test_production_cookies_are_secure():
         check=True, cwd=Path(__file__).resolve().parent.parent,
     )
     assert json.loads(out.stdout) == [True, True, True, "Lax", "Lax"]
+
+
+# -- audit log --
+
+
+def _audit_rows(path: Path) -> list[tuple[str, str, str]]:
+    engine = registry.register(str(path))
+    with state.override(engine.alias):
+        return list(
+            AuditEntry.objects.order_by("id").values_list("action", "outcome", "username")
+        )
+
+
+def _audit_lines(caplog) -> list[dict]:
+    return [
+        json.loads(r.getMessage().removeprefix("audit "))
+        for r in caplog.records
+        if r.name == "nukeworks.audit"
+    ]
+
+
+def test_selection_login_and_logout_are_audited_and_logged(plant, tmp_path, caplog):
+    caplog.set_level("INFO", logger="nukeworks.audit")
+    client = Client()
+    select(client, plant)
+    sign_in(client, "worker", "wrong")
+    sign_in(client, "worker", "pw")
+    select(client, tmp_path / "missing.sqlite")  # refused while on Plant
+    client.post("/logout/")
+    rows = _audit_rows(plant)
+    assert ("database.select", "success", "") in rows
+    assert ("auth.login_failed", "failure", "worker") in rows
+    assert ("auth.login", "success", "worker") in rows
+    assert ("database.select", "failure", "worker") in rows
+    assert ("auth.logout", "success", "worker") in rows
+    lines = _audit_lines(caplog)
+    refused = next(line for line in lines if line["outcome"] == "failure"
+                   and line["action"] == "database.select")
+    assert refused["detail"] == "No file exists at this path."
+    assert refused["target"] == str(tmp_path / "missing.sqlite")
+    assert set(refused) == {"action", "outcome", "user", "target", "detail", "remote_addr",
+                            "database"}
+
+
+def test_fallback_is_audited_in_the_database_returned_to(make_database):
+    from django.db import connections
+
+    client = Client()
+    safe = make_database(name="Safe", users=[("op", "pw", False)])
+    fragile = make_database(name="Fragile", users=[("op", "pw", False)])
+    select(client, safe)
+    select(client, fragile)
+    sign_in(client, "op", "pw")
+    connections.close_all()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(fragile) + suffix).unlink(missing_ok=True)
+    client.get("/companies/")
+    rows = _audit_rows(safe)
+    assert ("database.fallback", "failure", "op") in rows
+
+
+def test_privileged_actions_are_audited(make_database, old_database):
+    """Migration, snapshot create/restore and engine dispose each leave an entry."""
+    plant = make_database(name="Plant", users=[("boss", "pw", True)])
+    client = Client()
+    select(client, plant)
+    sign_in(client, "boss", "pw")
+    assert client.post("/snapshots/create", {"note": "before work"}).status_code == 302
+    client.post("/admin/engines/dispose", {"path": str(plant)})
+    actions = {row[0] for row in _audit_rows(plant)}
+    assert {"snapshot.create", "engine.dispose"} <= actions
+    from snapshots import service
+
+    [snapshot] = service.list_snapshots(str(plant))
+    client.post(f"/snapshots/{snapshot.name}/restore", {"confirm": "1"})
+    assert "snapshot.restore" in {row[0] for row in _audit_rows(plant)}
+    client.post("/select-db/migrate", {"path": str(old_database)})
+    assert ("database.migrate", "success", "boss") in _audit_rows(old_database)
+
+
+def test_audit_entries_are_visible_to_admins_only(plant):
+    admin = Client()
+    select(admin, plant)
+    sign_in(admin, "boss", "pw")
+    page = admin.get("/admin/audit/auditentry/")
+    assert page.status_code == 200
+    assert "auth.login" in page.content.decode()
+    assert admin.get("/admin/audit/auditentry/add/").status_code == 403
+    worker = Client()
+    select(worker, plant)
+    sign_in(worker, "worker", "pw")
+    assert worker.get("/admin/audit/auditentry/")["Location"].startswith("/admin/login/")
