@@ -346,3 +346,26 @@ def test_errors_that_are_bugs_still_reach_django(on_fragile, monkeypatch):
     assert faults.classify(sqlite3.OperationalError("database is locked")).kind is (
         faults.FaultKind.BUSY
     )
+
+
+def test_selecting_a_database_another_program_holds_exclusively(make_database, fast_busy_timeout):
+    """Locked at selection time: never a 500; the session is never half-switched."""
+    client = Client()
+    home = make_database(name="Home Base", users=[("op", "pw", False)])
+    locked = make_database(name="Held", users=[("op", "pw", False)])
+    select(client, home)
+    between_requests()
+    with write_lock(locked, exclusive=True):
+        response = select(client, locked)
+        between_requests()
+        assert response.status_code in (302, 400)
+        if response.status_code == 400:
+            assert any("locked by another program" in m for m in messages_of(response))
+            assert client.session[db_session.SELECTED_PATH] == str(home)
+        else:
+            # Validation read the checkpointed file without locks (immutable); the first real
+            # query then meets the lock: the busy page, on the database the user chose.
+            assert client.session[db_session.SELECTED_PATH] == str(locked)
+            _busy_page(sign_in(client, "op", "pw"))
+            between_requests()
+    assert sign_in(client, "op", "pw").status_code == 302
