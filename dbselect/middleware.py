@@ -8,7 +8,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from dbselect import faults, registry, session, state
+from dbselect import faults, fingerprint, registry, session, state
 from dbselect.fallback import FALLBACK_MESSAGE, fall_back, fallback_banner, to_selector
 
 __all__ = ["EXEMPT_PREFIXES", "FALLBACK_MESSAGE", "DatabaseSelectionMiddleware", "fallback_banner"]
@@ -84,4 +84,8 @@ class DatabaseSelectionMiddleware:
             engine = registry.open_engine(path)
         except registry.DatabaseUnavailable as exc:
             return fall_back(request, path, exc.reason, exempt=exempt)
+        if fingerprint.replaced(request, engine):
+            # Same path, same inode, another database: never work on it silently.
+            registry.dispose(path)
+            return fall_back(request, path, fingerprint.REPLACED, exempt=exempt)
         return engine.alias

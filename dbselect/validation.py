@@ -285,9 +285,11 @@ def _inspect_open(
     is_empty = COMPANY_TABLE not in tables or (
         conn.execute(f'SELECT 1 FROM "{COMPANY_TABLE}" LIMIT 1').fetchone() is None
     )
-    warnings = ("This database holds no companies yet: is it the one you meant?",) if (
-        is_empty and comparison.state is not SchemaState.NOT_NUKEWORKS
-    ) else ()
+    warnings = (
+        ("This database holds no companies yet: is it the one you meant?",)
+        if (is_empty and comparison.state is not SchemaState.NOT_NUKEWORKS)
+        else ()
+    )
     return DatabaseInfo(
         path=path,
         state=comparison.state,
@@ -305,8 +307,7 @@ def refusal_reason(info: DatabaseInfo) -> str | None:
     """Return why a session cannot switch to this file now, or None when it can."""
     if info.state is SchemaState.NOT_NUKEWORKS:
         return (
-            "This is a SQLite database, but not a NukeWorks one "
-            "(it has no NukeWorks migrations)."
+            "This is a SQLite database, but not a NukeWorks one (it has no NukeWorks migrations)."
         )
     if info.state is SchemaState.NEWER:
         names = ", ".join(f"{app}.{name}" for app, name in info.unknown)

@@ -95,7 +95,11 @@ def test_allowed_roots_are_read_colon_separated_from_the_environment(tmp_path):
         "DBSELECT_ALLOWED_ROOTS": "/srv/nukeworks:/mnt/share/plant data:",
     }
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=True,
     )
     assert json.loads(out.stdout) == ["/srv/nukeworks", "/mnt/share/plant data"]
@@ -306,9 +310,7 @@ def limited(settings, tmp_path) -> None:
 
 
 def _attempt(client: Client, username: str, password: str, addr: str = "10.0.0.1"):
-    return client.post(
-        "/login/", {"username": username, "password": password}, REMOTE_ADDR=addr
-    )
+    return client.post("/login/", {"username": username, "password": password}, REMOTE_ADDR=addr)
 
 
 BLOCKED = (
@@ -420,11 +422,19 @@ def test_production_cookies_are_secure():
         "print(json.dumps([s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
         "s.SESSION_COOKIE_HTTPONLY, s.SESSION_COOKIE_SAMESITE, s.CSRF_COOKIE_SAMESITE]))\n"
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nukeworks.settings",
-           "NUKEWORKS_ENV": "production"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "nukeworks.settings",
+        "NUKEWORKS_ENV": "production",
+    }
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
-        check=True, cwd=Path(__file__).resolve().parent.parent,
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     assert json.loads(out.stdout) == [True, True, True, "Lax", "Lax"]
 
@@ -435,9 +445,7 @@ def test_production_cookies_are_secure():
 def _audit_rows(path: Path) -> list[tuple[str, str, str]]:
     engine = registry.register(str(path))
     with state.override(engine.alias):
-        return list(
-            AuditEntry.objects.order_by("id").values_list("action", "outcome", "username")
-        )
+        return list(AuditEntry.objects.order_by("id").values_list("action", "outcome", "username"))
 
 
 def _audit_lines(caplog) -> list[dict]:
@@ -463,12 +471,22 @@ def test_selection_login_and_logout_are_audited_and_logged(plant, tmp_path, capl
     assert ("database.select", "failure", "worker") in rows
     assert ("auth.logout", "success", "worker") in rows
     lines = _audit_lines(caplog)
-    refused = next(line for line in lines if line["outcome"] == "failure"
-                   and line["action"] == "database.select")
+    refused = next(
+        line
+        for line in lines
+        if line["outcome"] == "failure" and line["action"] == "database.select"
+    )
     assert refused["detail"] == "No file exists at this path."
     assert refused["target"] == str(tmp_path / "missing.sqlite")
-    assert set(refused) == {"action", "outcome", "user", "target", "detail", "remote_addr",
-                            "database"}
+    assert set(refused) == {
+        "action",
+        "outcome",
+        "user",
+        "target",
+        "detail",
+        "remote_addr",
+        "database",
+    }
 
 
 def test_fallback_is_audited_in_the_database_returned_to(make_database):

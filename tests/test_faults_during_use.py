@@ -369,3 +369,49 @@ def test_selecting_a_database_another_program_holds_exclusively(make_database, f
             _busy_page(sign_in(client, "op", "pw"))
             between_requests()
     assert sign_in(client, "op", "pw").status_code == 302
+
+
+def _independently_created(make_database, name: str, company: str) -> Path:
+    """A NukeWorks database created on its own (the fixture copies one template file)."""
+    path = make_database(name=name, companies=[company])
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "UPDATE django_migrations SET applied = '2001-02-03 04:05:06' "
+        "WHERE id = (SELECT min(id) FROM django_migrations)"
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_overwritten_in_place_by_another_nukeworks_database(on_fragile, make_database):
+    client, safe, fragile = on_fragile
+    impostor = _independently_created(make_database, "Impostor", "Impostor Co")
+    inode = fragile.stat().st_ino
+    backup_copy(impostor, fragile)  # same inode, a valid NukeWorks database
+    assert fragile.stat().st_ino == inode
+    response = client.get("/companies/", follow=True)
+    [banner] = [m for m in messages_of(response) if m.startswith("Your selected database")]
+    assert banner == BANNER + "The database file was overwritten by a different database."
+    text = response.content.decode()
+    assert ">Impostor Co</a>" not in text and ">Safe Co</a>" in text
+    assert client.session[db_session.SELECTED_PATH] == str(safe)
+    # Selecting it again on purpose accepts the file as it now is.
+    between_requests()
+    select(client, fragile)
+    sign_in(client, "op", "pw")
+    assert client.session[db_session.SELECTED_PATH] == str(fragile)
+
+
+def test_restoring_a_copy_of_the_same_database_is_not_flagged(on_fragile, make_database):
+    client, _, fragile = on_fragile
+    earlier = fragile.parent / "earlier.sqlite"
+    backup_copy(fragile, earlier)
+    assert client.post("/companies/new/", NEW_COMPANY).status_code == 302
+    between_requests()
+    backup_copy(earlier, fragile)  # what a restore does: same database, older content
+    response = client.get("/companies/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert ">Fragile Co</a>" in text and f">{NEW_COMPANY['name']}</a>" not in text
+    assert client.session[db_session.SELECTED_PATH] == str(fragile)

@@ -34,10 +34,48 @@ FUZZ = hsettings(
 
 # Characters that matter to paths, URIs, shells and SQLite, plus anything else.
 PATH_PIECES = st.sampled_from(
-    ["/", "\\", "\\\\", "//", ".", "..", "~", " ", "\t", "\n", "\x00", "%00", "%2e%2e", "?",
-     "#", ":", ";", "*", "file:", "mode=rwc", "&", "'", '"', "<", ">", "|", "$HOME", "-wal",
-     ".sqlite", "nukeworks.sqlite", "/dev/", "/proc/self/", "/etc/", "☢", "é", "\u202e",
-     "\ud800", "\udc80", "\uffff", "\U0001d54f"]
+    [
+        "/",
+        "\\",
+        "\\\\",
+        "//",
+        ".",
+        "..",
+        "~",
+        " ",
+        "\t",
+        "\n",
+        "\x00",
+        "%00",
+        "%2e%2e",
+        "?",
+        "#",
+        ":",
+        ";",
+        "*",
+        "file:",
+        "mode=rwc",
+        "&",
+        "'",
+        '"',
+        "<",
+        ">",
+        "|",
+        "$HOME",
+        "-wal",
+        ".sqlite",
+        "nukeworks.sqlite",
+        "/dev/",
+        "/proc/self/",
+        "/etc/",
+        "☢",
+        "é",
+        "\u202e",
+        "\ud800",
+        "\udc80",
+        "\uffff",
+        "\U0001d54f",
+    ]
 )
 PATHS = st.one_of(
     st.text(),
@@ -137,8 +175,9 @@ def test_fuzz_untrusted_file_validation(body, flips, keep_header, real_header, t
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=20), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5)
+    ),
     max_leaves=20,
 )
 STATE_LIKE = st.fixed_dictionaries(

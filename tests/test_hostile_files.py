@@ -344,8 +344,10 @@ def test_unreadable_file_through_the_selector(home_client, tmp_path, monkeypatch
     monkeypatch.setattr(validation.os, "open", refusing_open)
     response = select(client, secret)
     assert response.status_code == 400
-    assert any(m.endswith("Reason: The server is not allowed to read this file.")
-               for m in messages_of(response))
+    assert any(
+        m.endswith("Reason: The server is not allowed to read this file.")
+        for m in messages_of(response)
+    )
     assert client.session[db_session.SELECTED_PATH] == str(home)
 
 

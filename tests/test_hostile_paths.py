@@ -273,8 +273,10 @@ def test_hostile_path_keeps_the_working_database(case, home, tmp_path, make_data
     client, home_path = home
     raw, reason = CASES[case](tmp_path, make_database)
     texts = _refuse(client, raw, reason, tmp_path, home_path)
-    assert any(t.startswith("Your selected database could not be opened. Reverted to Home Base.")
-               for t in texts)
+    assert any(
+        t.startswith("Your selected database could not be opened. Reverted to Home Base.")
+        for t in texts
+    )
     assert client.session[db_session.SELECTED_PATH] == str(home_path)
     assert client.get("/companies/").status_code == 302  # still on Home Base (login page)
     assert client.session[db_session.SELECTED_PATH] == str(home_path)
