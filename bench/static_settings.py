@@ -1,0 +1,17 @@
+"""Settings of the static baseline in bench_routing.py: the project as a plain Django site.
+
+Everything is the project's own settings except the per-session selection: no
+DatabaseSelectionMiddleware, no router, and `default` points at the benchmark's database file
+(env BENCH_STATIC_DB). The `default` alias still gets the same SQLite connection options
+(WAL, synchronous, busy timeout, IMMEDIATE), so the two runs differ only by the routing.
+"""
+
+import os
+
+from nukeworks.settings import *  # noqa: F403
+from nukeworks.settings import DATABASES, MIDDLEWARE
+
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "dbselect.middleware.DatabaseSelectionMiddleware"]
+DATABASE_ROUTERS: list[str] = []
+DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ["BENCH_STATIC_DB"]}}
+SILENCED_SYSTEM_CHECKS = ["dbselect.E001", "dbselect.E002"]
