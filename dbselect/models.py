@@ -22,7 +22,9 @@ class SystemSetting(models.Model):
         return f"{self.key}={self.value}"
 
     @classmethod
-    def get_value(cls, key: str, default: str | None = None, *, using: str | None = None) -> str | None:
+    def get_value(
+        cls, key: str, default: str | None = None, *, using: str | None = None
+    ) -> str | None:
         """Return the value stored under `key`, or `default`."""
         row = cls.objects.db_manager(using).filter(key=key).values_list("value", flat=True).first()
         return default if row is None else row

@@ -23,8 +23,12 @@ def test_router_follows_the_active_alias():
 
 
 def test_two_sessions_on_two_databases_see_only_their_own_companies(make_database):
-    site_a = make_database(name="Site A", companies=["Alpha Nuclear"], users=[("ann", "pw-a", False)])
-    site_b = make_database(name="Site B", companies=["Beta Reactors"], users=[("bob", "pw-b", False)])
+    site_a = make_database(
+        name="Site A", companies=["Alpha Nuclear"], users=[("ann", "pw-a", False)]
+    )
+    site_b = make_database(
+        name="Site B", companies=["Beta Reactors"], users=[("bob", "pw-b", False)]
+    )
     client_a, client_b = Client(), Client()
     select(client_a, site_a)
     select(client_b, site_b)
