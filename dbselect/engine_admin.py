@@ -81,15 +81,12 @@ class WorkerRow:
     engines: int
     open_connections: int
     conn_max_age: int | None
+    bytes_per_alias: int | None = None
 
     @property
     def reported_at(self) -> datetime.datetime:
         return _when(self.reported)
 
-    @property
-    def rss_per_alias(self) -> int | None:
-        """Return resident memory divided by registered aliases (an upper bound per alias)."""
-        return self.rss // self.aliases if self.rss and self.aliases else None
 
 
 @dataclass
@@ -158,6 +155,7 @@ def overview(wait: float | None = None) -> Overview:
                 engines=len(engines),
                 open_connections=int(data.get("open_connections", 0)),
                 conn_max_age=data.get("conn_max_age"),
+                bytes_per_alias=data.get("bytes_per_alias"),
             )
         )
         for item in engines:

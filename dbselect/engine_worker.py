@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -56,6 +57,33 @@ def rss_bytes() -> int | None:
         return None
 
 
+def deep_size(obj: Any, _seen: set[int] | None = None) -> int:
+    """Return the bytes held by `obj` and the dicts, lists and strings inside it."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        size += sum(deep_size(item, seen) for item in obj)
+    elif hasattr(obj, "__dict__"):
+        size += deep_size(vars(obj), seen)
+    return size
+
+
+def bytes_per_alias(sample: int = 50) -> int | None:
+    """Return the average bytes one registered engine holds (settings dict + engine record)."""
+    engines = registry.engines()[:sample]
+    if not engines:
+        return None
+    total = 0
+    for engine in engines:
+        total += deep_size(connections.settings.get(engine.alias, {})) + deep_size(engine)
+    return total // len(engines)
+
+
 def report() -> dict[str, Any]:
     """Return this worker's engine table and process figures, as published to the store."""
     open_counts = tracking.open_connections()
@@ -81,6 +109,7 @@ def report() -> dict[str, Any]:
         "fds": open_fds(),
         "threads": threading.active_count(),
         "aliases": len(connections.settings),
+        "bytes_per_alias": bytes_per_alias(),
         "conn_max_age": connections.settings[DEFAULT_DB_ALIAS].get("CONN_MAX_AGE", 0),
         "open_connections": sum(open_counts.values()),
         "engines": engines,

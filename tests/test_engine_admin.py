@@ -44,6 +44,7 @@ def test_admin_sees_the_engine_of_their_database(admin_client):
     assert registry.register(path).alias in html
     assert ">WAL<" in html.replace(" <", "<")
     assert 'class="engines-link"' in html
+    assert "Memory per alias" in html and "this request" in html
 
 
 def test_engine_row_counts_the_sessions_on_it(admin_client, make_database):
