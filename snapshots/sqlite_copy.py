@@ -134,9 +134,46 @@ def _backup(
     src.backup(dst, pages=pages, progress=step, sleep=RETRY_INTERVAL)
 
 
+class _WriteBehind:
+    """Flush a growing file to disk a slice at a time while it is being written.
+
+    One fsync of a whole 1 GiB copy at the end queues a gigabyte at the disk at once, and
+    every other writer's commit (an fsync of its own) waits behind it: 300-570 ms measured.
+    Flushing each FLUSH_SLICE as it appears keeps that queue short and overlaps the write-out
+    with the copy.
+    """
+
+    def __init__(self, path: Path, slice_bytes: int) -> None:
+        self.path, self.slice_bytes = path, slice_bytes
+        self.fd: int | None = None
+        self.flushed = 0
+
+    def poll(self, size: int) -> None:
+        if size - self.flushed < self.slice_bytes:
+            return
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDONLY)
+        os.fdatasync(self.fd)
+        self.flushed = size
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+# Write-behind slice of a snapshot being written (see _WriteBehind).
+FLUSH_SLICE = 32 << 20
+
+
 def _run_with_progress(
-    work: Callable[[], None], watch: Path, total: int, progress: Progress | None
+    work: Callable[[], None],
+    watch: Path,
+    total: int,
+    progress: Progress | None,
+    *,
+    write_behind: bool = False,
 ) -> None:
+    """Run `work` in a thread; meanwhile report `watch`'s growth and flush it behind."""
     errors: list[BaseException] = []
 
     def target() -> None:
@@ -147,11 +184,24 @@ def _run_with_progress(
 
     thread = threading.Thread(target=target, name="sqlite-backup", daemon=True)
     thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
-        if progress is not None:
-            with contextlib.suppress(OSError):
-                progress(min(watch.stat().st_size, total), total)
+    flusher = _WriteBehind(watch, FLUSH_SLICE) if write_behind else None
+    last_report = 0.0
+    try:
+        while thread.is_alive():
+            thread.join(0.05 if flusher else 0.2)
+            try:
+                size = watch.stat().st_size
+                if flusher is not None:
+                    flusher.poll(size)
+            except OSError:
+                continue  # not created yet, or already renamed: nothing to flush or show
+            if progress is not None and time.monotonic() - last_report >= 0.2:
+                last_report = time.monotonic()
+                progress(min(size, total), total)
+    finally:
+        thread.join()
+        if flusher is not None:
+            flusher.close()
     if errors:
         raise errors[0]
     if progress is not None:
@@ -205,7 +255,7 @@ def copy_database(
             src.close()
 
     try:
-        _run_with_progress(work, partial, total, progress)
+        _run_with_progress(work, partial, total, progress, write_behind=True)
         # Check, hash and flush the new file at once: all three read or write back the same
         # pages, which are still in the page cache; a failed check simply discards the file.
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="snapshot-verify") as pool:
