@@ -16,9 +16,9 @@ from dbselect.conf import get_config
 ENGINE_DEFAULTS: dict[str, Any] = {
     # Folder of the store every worker process shares (engine tables, dispose requests).
     "ENGINE_STORE_DIR": None,
-    # Background thread per server process that applies disposals to idle threads and
-    # publishes the engine table: "auto" (under a real server only), True or False.
-    "ENGINE_JANITOR": "auto",
+    # Background thread per server process (never in manage.py commands or the test client)
+    # that applies disposals to idle threads and publishes the engine table.
+    "ENGINE_JANITOR": True,
     # Seconds between two looks of that thread at the shared dispose counter.
     "ENGINE_JANITOR_TICK": 0.25,
     # Seconds between two unprompted publications of a worker's engine table.

@@ -129,8 +129,7 @@ def _withdraw() -> None:
 
 def janitor_enabled() -> bool:
     """Return True when this process should run the janitor thread."""
-    setting = engine_setting("ENGINE_JANITOR")
-    return setting is True or setting == "auto"
+    return bool(engine_setting("ENGINE_JANITOR"))
 
 
 def ensure_janitor() -> None:
