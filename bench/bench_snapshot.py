@@ -55,6 +55,10 @@ def build_database(path: Path, size_mib: int) -> None:
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+    # Built with synchronous=OFF: without this, the kernel writes the gigabyte back ~30 s
+    # later, in the middle of a measurement, and every fsync of the writer waits behind it.
+    _fsync(path)
+    os.sync()
 
 
 def _fsync(path: Path) -> None:
@@ -79,17 +83,20 @@ def time_cp(source: Path, target: Path, *, fsync: bool) -> float:
         _fsync(target)
     elapsed = time.perf_counter() - started
     _remove(target)
+    os.sync()  # leave nothing dirty for the next measurement to flush
     return elapsed
 
 
-def time_snapshot(source: Path, target: Path) -> float:
+def time_snapshot(source: Path, target: Path) -> tuple[float, float, float]:
+    """Return the snapshot's total time, its backup step and its check+hash+flush step."""
     from snapshots.sqlite_copy import copy_database
 
     started = time.perf_counter()
-    copy_database(source, target)
+    result = copy_database(source, target)
     elapsed = time.perf_counter() - started
     _remove(target)
-    return elapsed
+    os.sync()
+    return elapsed, result.copy_seconds, result.verify_seconds
 
 
 def writer(path: str, stop: mp.Event, ready: mp.Event, out: mp.Queue, pause: float) -> None:
@@ -176,15 +183,19 @@ def main() -> int:
         size = source.stat().st_size
         print(f"  built {size / 2**20:.0f} MiB in {time.perf_counter() - started:.1f} s")
 
-        cp_times, cp_sync_times, snap_times = [], [], []
+        cp_times, cp_sync_times, snap_times, copy_times, verify_times = [], [], [], [], []
         for round_ in range(1, args.repeat + 1):
             # Alternate, so a busy neighbour on the disk hurts every method alike.
             cp_times.append(time_cp(source, work / "cp.sqlite", fsync=False))
-            snap_times.append(time_snapshot(source, work / "snap.sqlite"))
+            total_s, copy_s, verify_s = time_snapshot(source, work / "snap.sqlite")
+            snap_times.append(total_s)
+            copy_times.append(copy_s)
+            verify_times.append(verify_s)
             cp_sync_times.append(time_cp(source, work / "cp-sync.sqlite", fsync=True))
             print(
                 f"  round {round_}: cp {cp_times[-1]:.2f} s, cp+fsync {cp_sync_times[-1]:.2f} s,"
-                f" snapshot {snap_times[-1]:.2f} s",
+                f" snapshot {snap_times[-1]:.2f} s (backup {copy_s:.2f} s + check/hash/flush"
+                f" {verify_s:.2f} s)",
                 flush=True,
             )
         cp_s, cp_sync_s, snap_s = (
@@ -211,6 +222,11 @@ def main() -> int:
         f"{'OK' if ratio >= TARGET_RATIO else 'MISSED'}"
     )
     print(f"snapshot throughput / cp+fsync   {ratio_sync:8.2f}")
+    copy_med, verify_med = statistics.median(copy_times), statistics.median(verify_times)
+    print(
+        f"  of which backup step            {copy_med:8.2f} s  ({cp_s / copy_med:.2f} of cp's "
+        f"throughput), quick_check+SHA-256+fsync {verify_med:.2f} s"
+    )
     print(
         f"writer without snapshot          {latency['without_snapshot'].get('writes', 0):5d} "
         f"writes, median {latency['without_snapshot'].get('median_ms', 0)} ms, "
@@ -233,6 +249,8 @@ def main() -> int:
                 "cp_s": cp_times,
                 "cp_fsync_s": cp_sync_times,
                 "snapshot_s": snap_times,
+                "snapshot_backup_step_s": copy_times,
+                "snapshot_check_hash_flush_s": verify_times,
                 "ratio_vs_cp": round(ratio, 3),
                 "ratio_vs_cp_fsync": round(ratio_sync, 3),
                 "writer": latency,
