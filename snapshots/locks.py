@@ -17,11 +17,11 @@ try:
 except ImportError:  # pragma: no cover - Windows: only one process serves NukeWorks there
     fcntl = None  # type: ignore[assignment]
 
+from snapshots.errors import SnapshotBusy
+
 LOCK_NAME = ".snapshots.lock"
 
-
-class SnapshotBusy(Exception):
-    """Another snapshot operation on this database is still running."""
+__all__ = ["LOCK_NAME", "SnapshotBusy", "folder_lock"]
 
 
 @contextmanager

@@ -28,7 +28,8 @@ from dbselect.scanner import snapshot_dir_for
 from dbselect.schema import SchemaState
 from dbselect.validation import ValidationFailed, inspect_database
 from snapshots import metadata, naming, retention
-from snapshots.locks import SnapshotBusy, folder_lock
+from snapshots.errors import SnapshotBusy, SnapshotError, SnapshotNotFound
+from snapshots.locks import folder_lock
 from snapshots.metadata import Kind, Snapshot
 from snapshots.sqlite_copy import (
     CopyFailed,
@@ -42,6 +43,8 @@ from snapshots.sqlite_copy import restore_into as _restore_into
 logger = logging.getLogger("nukeworks.snapshots")
 
 MAX_NOTE = 500
+# Seconds an operation waits for another one on the same database (a restore, a delete…).
+LOCK_TIMEOUT = 30.0
 # Audit entries written after a snapshot was taken are carried into the restored database
 # (the audit trail must survive a restore); beyond this many, the oldest stay in the safety
 # snapshot only.
@@ -63,14 +66,6 @@ __all__ = [
     "prune_plan",
     "restore_snapshot",
 ]
-
-
-class SnapshotError(Exception):
-    """A snapshot operation was refused or failed; the message is meant for the user."""
-
-
-class SnapshotNotFound(SnapshotError):
-    """No snapshot of this name belongs to this database."""
 
 
 @dataclass(frozen=True)
@@ -214,9 +209,9 @@ def create_snapshot(
     """Snapshot the live database `database` into its snapshots folder and audit it."""
     alias = _alias(database)
     try:
-        with folder_lock(folder_for(database), exclusive=False):
+        with folder_lock(folder_for(database), exclusive=False, timeout=LOCK_TIMEOUT):
             snapshot = _create(database, kind=kind, note=note, username=username, progress=progress)
-    except (SnapshotError, SnapshotBusy, OSError) as exc:
+    except (SnapshotError, OSError) as exc:
         _audit(
             "snapshot.create",
             alias,
@@ -246,9 +241,22 @@ def delete_snapshot(
 ) -> Snapshot:
     """Delete one snapshot (and its sidecar) of `database`."""
     alias = _alias(database)
-    with folder_lock(folder_for(database), exclusive=True):
-        snapshot = get_snapshot(database, name)
-        _remove(snapshot)
+    try:
+        with folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT):
+            snapshot = get_snapshot(database, name)
+            _remove(snapshot)
+    except SnapshotError as exc:
+        _audit(
+            "snapshot.delete",
+            alias,
+            None,
+            outcome="failure",
+            detail=str(exc),
+            request=request,
+            username=username,
+            target=str(folder_for(database) / name),
+        )
+        raise
     _audit(
         "snapshot.delete",
         alias,
@@ -395,7 +403,7 @@ def restore_snapshot(
     """
     alias = _alias(database)
     try:
-        with folder_lock(folder_for(database), exclusive=True):
+        with folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT):
             snapshot = get_snapshot(database, name)
             _verify_restorable(snapshot, allow_old_schema=allow_old_schema)
             safety = _create(
@@ -429,7 +437,7 @@ def restore_snapshot(
             except DatabaseError as exc:
                 # The restore itself succeeded; the entries remain in the safety snapshot.
                 logger.error("audit entries not carried over after restore: %s", exc)
-    except (SnapshotError, SnapshotBusy, DatabaseError) as exc:
+    except (SnapshotError, DatabaseError) as exc:
         _audit(
             "snapshot.restore",
             alias,
@@ -476,7 +484,7 @@ def prune(
     """Delete the snapshots the database's retention policy no longer keeps; return them."""
     alias = _alias(database)
     folder = folder_for(database)
-    with folder_lock(folder, exclusive=True):
+    with folder_lock(folder, exclusive=True, timeout=LOCK_TIMEOUT):
         policy, doomed = prune_plan(database, now)
         for snapshot in doomed:
             _remove(snapshot)

@@ -92,7 +92,7 @@ def snapshot_create(request: HttpRequest) -> HttpResponse:
             username=_username(request),
             request=request,
         )
-    except (service.SnapshotError, service.SnapshotBusy) as exc:
+    except service.SnapshotError as exc:
         messages.error(request, f"No snapshot was taken. {exc}")
     else:
         messages.success(request, f"Snapshot {snapshot.name} created.")
@@ -132,7 +132,7 @@ def snapshot_delete(request: HttpRequest, name: str) -> HttpResponse:
         snapshot = service.delete_snapshot(
             database, name, username=_username(request), request=request
         )
-    except (service.SnapshotError, service.SnapshotBusy) as exc:
+    except service.SnapshotError as exc:
         messages.error(request, f"Nothing was deleted. {exc}")
     else:
         messages.success(request, f"Snapshot {snapshot.name} deleted.")
@@ -155,7 +155,7 @@ def snapshot_restore(request: HttpRequest, name: str) -> HttpResponse:
         result = service.restore_snapshot(
             database, name, username=_username(request), request=request
         )
-    except (service.SnapshotError, service.SnapshotBusy) as exc:
+    except service.SnapshotError as exc:
         messages.error(request, f"The database was not restored. {exc}")
         return _to_list()
     messages.success(
@@ -223,7 +223,7 @@ def snapshot_prune(request: HttpRequest) -> HttpResponse:
         return render(request, "snapshots/confirm_prune.html", {"policy": policy, "doomed": doomed})
     try:
         deleted = service.prune(database, username=_username(request), request=request)
-    except (service.SnapshotError, service.SnapshotBusy) as exc:
+    except service.SnapshotError as exc:
         messages.error(request, f"Retention was not applied. {exc}")
     else:
         if deleted:

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from snapshots import service
+from snapshots.locks import folder_lock
 from snapshots.sqlite_copy import check_integrity
 
 
@@ -126,3 +129,19 @@ def test_concurrent_creates_each_get_their_own_file(make_database):
     assert len({s.name for s in results}) == 4
     assert len(service.list_snapshots(str(path))) == 4
     assert not [p for p in (path.parent / "snapshots").iterdir() if p.name.endswith(".partial")]
+
+
+def test_an_operation_waits_for_a_running_restore_then_says_so(make_database, monkeypatch):
+    path = make_database(label="alpha")
+    snapshot = service.create_snapshot(str(path))
+    monkeypatch.setattr(service, "LOCK_TIMEOUT", 0.2)
+    # What a long restore in another worker process holds meanwhile.
+    with folder_lock(service.folder_for(str(path)), exclusive=True):
+        for attempt in (
+            lambda: service.create_snapshot(str(path)),
+            lambda: service.delete_snapshot(str(path), snapshot.name),
+            lambda: service.restore_snapshot(str(path), snapshot.name),
+        ):
+            with pytest.raises(service.SnapshotError, match="still running"):
+                attempt()
+    assert [s.name for s in service.list_snapshots(str(path))] == [snapshot.name]

@@ -85,7 +85,7 @@ class Command(BaseCommand):
         action = options["action"]
         try:
             getattr(self, f"_{action}")(database, options)
-        except (service.SnapshotError, service.SnapshotBusy) as exc:
+        except service.SnapshotError as exc:
             raise CommandError(str(exc)) from exc
         finally:
             connections.close_all()

@@ -1,0 +1,13 @@
+"""The exceptions of the snapshots app; every one carries a message meant for the user."""
+
+
+class SnapshotError(Exception):
+    """A snapshot operation was refused or failed."""
+
+
+class SnapshotNotFound(SnapshotError):
+    """No snapshot of this name belongs to this database."""
+
+
+class SnapshotBusy(SnapshotError):
+    """Another snapshot operation on this database is still running."""
