@@ -82,8 +82,14 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    wrk: str, url: str, cookie: str, *, duration: float, connections: int,
-    cpus: set[int] | None, script: Path | None = None,
+    wrk: str,
+    url: str,
+    cookie: str,
+    *,
+    duration: float,
+    connections: int,
+    cpus: set[int] | None,
+    script: Path | None = None,
 ) -> dict[str, float]:
     """Run wrk against `url`; return requests/s, p50 and p99 in ms, and error counts."""
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency"]
@@ -93,7 +99,10 @@ def run_wrk(
         cmd += ["-s", str(script)]
     cmd.append(url)
     out = subprocess.run(
-        cmd, capture_output=True, text=True, check=True,
+        cmd,
+        capture_output=True,
+        text=True,
+        check=True,
         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -102,7 +111,9 @@ def run_wrk(
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
-        "rps": rps, "p50_ms": p50, "p99_ms": p99,
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1) if errors else "",
     }
@@ -113,8 +124,14 @@ def run_wrk(
 
 def setup_django(server: GunicornServer) -> None:
     """Configure Django in this process like the server (same SECRET_KEY, session folder)."""
-    keys = ("SECRET_KEY", "SESSION_FILE_PATH", "NUKEWORKS_INSTANCE_DIR",
-            "NUKEWORKS_DATABASES_DIR", "NUKEWORKS_DEFAULT_DB", "DBSELECT_REGISTER_SCANNED")
+    keys = (
+        "SECRET_KEY",
+        "SESSION_FILE_PATH",
+        "NUKEWORKS_INSTANCE_DIR",
+        "NUKEWORKS_DATABASES_DIR",
+        "NUKEWORKS_DEFAULT_DB",
+        "DBSELECT_REGISTER_SCANNED",
+    )
     os.environ.update({k: server.env[k] for k in keys})
     os.environ["DJANGO_SETTINGS_MODULE"] = "nukeworks.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -185,8 +202,14 @@ def clone_sessions(template_key: str, files: list[Path]) -> list[str]:
     keys = []
     for path in files:
         store = SessionStore()
-        store.update({**data, SELECTED_PATH: str(path), AUTH_DB_PATH: str(path),
-                      SELECTED_NAME: path.parent.name})
+        store.update(
+            {
+                **data,
+                SELECTED_PATH: str(path),
+                AUTH_DB_PATH: str(path),
+                SELECTED_NAME: path.parent.name,
+            }
+        )
         store.create()
         keys.append(store.session_key)
     return keys
@@ -264,8 +287,12 @@ def registered_aliases(server: GunicornServer) -> int:
 
 
 def bench_routing(args, wrk, work, db, server_kw, client_cpus) -> dict:
-    static = GunicornServer(work / "static", settings_module="bench.static_settings",
-                            env={"BENCH_STATIC_DB": str(db)}, **server_kw).start()
+    static = GunicornServer(
+        work / "static",
+        settings_module="bench.static_settings",
+        env={"BENCH_STATIC_DB": str(db)},
+        **server_kw,
+    ).start()
     selected = GunicornServer(work / "selected", **server_kw).start()
     servers = {"static": static, "selected": selected}
     try:
@@ -279,15 +306,26 @@ def bench_routing(args, wrk, work, db, server_kw, client_cpus) -> dict:
             for name, server in servers.items():
                 check_page(server, cookies[name], path, rows)
                 # Warm-up: imports, templates, first connections.
-                run_wrk(wrk, server.base + path, cookies[name], duration=2,
-                        connections=args.connections, cpus=client_cpus)
+                run_wrk(
+                    wrk,
+                    server.base + path,
+                    cookies[name],
+                    duration=2,
+                    connections=args.connections,
+                    cpus=client_cpus,
+                )
             runs: dict[str, list[dict]] = {"static": [], "selected": []}
             for round_no in range(args.rounds):
                 order = ["static", "selected"] if round_no % 2 == 0 else ["selected", "static"]
                 for name in order:
-                    r = run_wrk(wrk, servers[name].base + path, cookies[name],
-                                duration=args.duration, connections=args.connections,
-                                cpus=client_cpus)
+                    r = run_wrk(
+                        wrk,
+                        servers[name].base + path,
+                        cookies[name],
+                        duration=args.duration,
+                        connections=args.connections,
+                        cpus=client_cpus,
+                    )
                     if r["non_2xx"] or r["socket_errors"]:
                         raise SystemExit(f"{name} {path}: errors {r}")
                     runs[name].append(r)
@@ -305,10 +343,14 @@ def bench_routing(args, wrk, work, db, server_kw, client_cpus) -> dict:
             print(f"\n{page} ({path}), median of {args.rounds} x {args.duration:g} s:")
             for name in ("static", "selected"):
                 s = summary[name]
-                print(f"  {name:9s} {s['rps']:8.1f} req/s   p50 {s['p50_ms']:7.2f} ms"
-                      f"   p99 {s['p99_ms']:7.2f} ms")
-            print(f"  selected/static: requests/s x{summary['ratio_rps']:.3f}, "
-                  f"p99 x{summary['ratio_p99']:.3f}")
+                print(
+                    f"  {name:9s} {s['rps']:8.1f} req/s   p50 {s['p50_ms']:7.2f} ms"
+                    f"   p99 {s['p99_ms']:7.2f} ms"
+                )
+            print(
+                f"  selected/static: requests/s x{summary['ratio_rps']:.3f}, "
+                f"p99 x{summary['ratio_p99']:.3f}"
+            )
         return results
     finally:
         static.stop()
@@ -327,8 +369,14 @@ def bench_thousand(args, wrk, work, db, server: GunicornServer, client_cpus) -> 
         sessions = clone_sessions(first.cookie("sessionid"), files)
         check_page(server, f"sessionid={sessions[-1]}", "/companies/", 50)
         # Warm-up on one database with the same concurrency: every thread has served requests.
-        run_wrk(wrk, server.base + "/companies/", f"sessionid={sessions[0]}", duration=3,
-                connections=args.connections, cpus=client_cpus)
+        run_wrk(
+            wrk,
+            server.base + "/companies/",
+            f"sessionid={sessions[0]}",
+            duration=3,
+            connections=args.connections,
+            cpus=client_cpus,
+        )
         time.sleep(0.5)
         phases = {"baseline (1 database used)": worker_figures(server, files_root)}
         phases["baseline (1 database used)"]["aliases"] = registered_aliases(server)
@@ -350,8 +398,15 @@ def bench_thousand(args, wrk, work, db, server: GunicornServer, client_cpus) -> 
         )
         cycles = []
         for n in range(2, 2 + args.cycles):
-            r = run_wrk(wrk, server.base + "/companies/", "", duration=args.duration * 2,
-                        connections=args.connections, cpus=client_cpus, script=script)
+            r = run_wrk(
+                wrk,
+                server.base + "/companies/",
+                "",
+                duration=args.duration * 2,
+                connections=args.connections,
+                cpus=client_cpus,
+                script=script,
+            )
             if r["non_2xx"]:
                 raise SystemExit(f"cycling: {r}")
             cycles.append(r)
@@ -369,19 +424,29 @@ def bench_thousand(args, wrk, work, db, server: GunicornServer, client_cpus) -> 
             "aliases_registered_all_workers": aliases,
             "rss_per_alias_kib": (end_rss - base_rss) / max(aliases - base["aliases"], 1),
         }
-        print(f"\n{args.databases} sessions on {args.databases} database files "
-              f"(CONN_MAX_AGE=0, make run's default):")
-        print(f"  first pass, each file opened once: {first_pass:.1f} s "
-              f"({first_pass / args.databases * 1000:.1f} ms per first use)")
+        print(
+            f"\n{args.databases} sessions on {args.databases} database files "
+            f"(CONN_MAX_AGE=0, make run's default):"
+        )
+        print(
+            f"  first pass, each file opened once: {first_pass:.1f} s "
+            f"({first_pass / args.databases * 1000:.1f} ms per first use)"
+        )
         for r in cycles:
-            print(f"  wrk rotating through all sessions: {r['rps']:.1f} req/s, "
-                  f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
+            print(
+                f"  wrk rotating through all sessions: {r['rps']:.1f} req/s, "
+                f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"
+            )
         print("  workers' totals:                          fds  db files open  aliases   RSS")
         for name, f in phases.items():
-            print(f"  {name:38s} {f['fds']:5d} {f['db_files_open']:6d} {f['aliases']:12d}"
-                  f" {f['rss_kib'] / 1024:8.1f} MiB")
-        print(f"  RSS growth per registered alias: {result['rss_per_alias_kib']:.1f} KiB "
-              "(the engine cache has no automatic limit, as specified)")
+            print(
+                f"  {name:38s} {f['fds']:5d} {f['db_files_open']:6d} {f['aliases']:12d}"
+                f" {f['rss_kib'] / 1024:8.1f} MiB"
+            )
+        print(
+            f"  RSS growth per registered alias: {result['rss_per_alias_kib']:.1f} KiB "
+            "(the engine cache has no automatic limit, as specified)"
+        )
         return result
     finally:
         server.stop()
@@ -394,8 +459,10 @@ def bench_switch(args, work, db, server_kw) -> dict:
     copy_database(db, small)
     started = time.monotonic()
     grow_to_gib(big, args.filler_mib)
-    print(f"\n(grew {big} to {big.stat().st_size / 2**30:.2f} GiB "
-          f"in {time.monotonic() - started:.1f} s)")
+    print(
+        f"\n(grew {big} to {big.stat().st_size / 2**30:.2f} GiB "
+        f"in {time.monotonic() - started:.1f} s)"
+    )
     server = GunicornServer(work / "switch", **server_kw).start()
     try:
         browser = signed_in(server, small)
@@ -430,10 +497,14 @@ def bench_switch(args, work, db, server_kw) -> dict:
             "switches": args.switches,
         }
         print(f"switch latency, POST /select-db signed in ({args.switches} switches each way):")
-        print(f"  onto the {result['size_bytes'] / 2**30:.2f} GiB file: median "
-              f"{result['median_ms_big']:.2f} ms (p90 {result['p90_ms_big']:.2f} ms)")
-        print(f"  onto a {small.stat().st_size // 1024} KiB file:  median "
-              f"{result['median_ms_small']:.2f} ms")
+        print(
+            f"  onto the {result['size_bytes'] / 2**30:.2f} GiB file: median "
+            f"{result['median_ms_big']:.2f} ms (p90 {result['p90_ms_big']:.2f} ms)"
+        )
+        print(
+            f"  onto a {small.stat().st_size // 1024} KiB file:  median "
+            f"{result['median_ms_small']:.2f} ms"
+        )
         return result
     finally:
         server.stop()
@@ -457,9 +528,11 @@ def main() -> int:
 
     wrk = ensure_wrk()
     server_cpus, client_cpus, fairness = cpu_plan()
-    print(f"gunicorn: nukeworks/gunicorn.conf.py (workers={args.workers}, threads="
-          f"{args.threads}, gthread, CONN_MAX_AGE=0), access log off in all runs; {fairness}; "
-          f"wrk -t1 -c{args.connections}")
+    print(
+        f"gunicorn: nukeworks/gunicorn.conf.py (workers={args.workers}, threads="
+        f"{args.threads}, gthread, CONN_MAX_AGE=0), access log off in all runs; {fairness}; "
+        f"wrk -t1 -c{args.connections}"
+    )
     server_kw = {"workers": args.workers, "threads": args.threads, "cpus": server_cpus}
     work = Path(tempfile.mkdtemp(prefix="nukeworks-bench-routing-"))
     try:

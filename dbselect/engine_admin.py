@@ -88,7 +88,6 @@ class WorkerRow:
         return _when(self.reported)
 
 
-
 @dataclass
 class Overview:
     """Everything the engines page shows."""
@@ -176,8 +175,9 @@ def overview(wait: float | None = None) -> Overview:
             row.requests += int(item["requests"])
             row.open_connections += int(item["open_connections"])
             row.workers.append(
-                WorkerUse(rep.pid, int(item["requests"]), int(item["open_connections"]),
-                          item["last_used"])
+                WorkerUse(
+                    rep.pid, int(item["requests"]), int(item["open_connections"]), item["last_used"]
+                )
             )
     engines = sorted(by_path.values(), key=lambda r: (-r.last_used, r.path))
     return Overview(
@@ -203,8 +203,11 @@ def dispose_paths(paths: list[str], request: HttpRequest | None = None) -> int:
             "engine.dispose",
             target=path,
             detail="Connections closed in every worker process; "
-            + ("it was cached by the worker that served this request."
-               if cached_here else "it was not cached by the worker that served this request."),
+            + (
+                "it was cached by the worker that served this request."
+                if cached_here
+                else "it was not cached by the worker that served this request."
+            ),
             request=request,
             using=state.get_active_alias(),
         )
