@@ -106,12 +106,14 @@ def run_wrk(
         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": rps,
+        "requests": total,
         "p50_ms": p50,
         "p99_ms": p99,
         "non_2xx": int(bad.group(1)) if bad else 0,
@@ -244,6 +246,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def server_cpu_seconds(server: GunicornServer) -> float:
+    """Return the CPU time (user + system) the server's master and workers have used."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in [server.proc.pid, *server.worker_pids()]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def worker_figures(server: GunicornServer, files_root: Path) -> dict[str, int]:
     """Sum, over the workers: open fds, database files held open, resident memory."""
     pids = server.worker_pids()
@@ -318,6 +333,7 @@ def bench_routing(args, wrk, work, db, server_kw, client_cpus) -> dict:
             for round_no in range(args.rounds):
                 order = ["static", "selected"] if round_no % 2 == 0 else ["selected", "static"]
                 for name in order:
+                    cpu_before = server_cpu_seconds(servers[name])
                     r = run_wrk(
                         wrk,
                         servers[name].base + path,
@@ -326,30 +342,39 @@ def bench_routing(args, wrk, work, db, server_kw, client_cpus) -> dict:
                         connections=args.connections,
                         cpus=client_cpus,
                     )
+                    cpu = server_cpu_seconds(servers[name]) - cpu_before
+                    r["server_cpu_ms_per_request"] = cpu * 1000 / max(r["requests"], 1)
                     if r["non_2xx"] or r["socket_errors"]:
                         raise SystemExit(f"{name} {path}: errors {r}")
                     runs[name].append(r)
-            summary = {}
+            summary: dict = {}
             for name, rs in runs.items():
                 summary[name] = {
-                    "rps": statistics.median(r["rps"] for r in rs),
-                    "p50_ms": statistics.median(r["p50_ms"] for r in rs),
-                    "p99_ms": statistics.median(r["p99_ms"] for r in rs),
-                    "runs": rs,
+                    key: statistics.median(r[key] for r in rs)
+                    for key in ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
                 }
-            summary["ratio_rps"] = summary["selected"]["rps"] / summary["static"]["rps"]
-            summary["ratio_p99"] = summary["selected"]["p99_ms"] / summary["static"]["p99_ms"]
+                summary[name]["runs"] = rs
+            # Other work on a shared machine drifts slowly: compare each run with its
+            # neighbour of the other configuration (same round), then take the median.
+            pairs = list(zip(runs["selected"], runs["static"], strict=True))
+            summary["ratio_rps"] = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+            summary["ratio_p99"] = statistics.median(a["p99_ms"] / b["p99_ms"] for a, b in pairs)
+            summary["ratio_cpu"] = statistics.median(
+                a["server_cpu_ms_per_request"] / b["server_cpu_ms_per_request"] for a, b in pairs
+            )
             results[page] = summary
-            print(f"\n{page} ({path}), median of {args.rounds} x {args.duration:g} s:")
+            print(f"\n{page} ({path}), medians of {args.rounds} x {args.duration:g} s:")
             for name in ("static", "selected"):
                 s = summary[name]
                 print(
                     f"  {name:9s} {s['rps']:8.1f} req/s   p50 {s['p50_ms']:7.2f} ms"
-                    f"   p99 {s['p99_ms']:7.2f} ms"
+                    f"   p99 {s['p99_ms']:7.2f} ms   server CPU "
+                    f"{s['server_cpu_ms_per_request']:.2f} ms/request"
                 )
             print(
-                f"  selected/static: requests/s x{summary['ratio_rps']:.3f}, "
-                f"p99 x{summary['ratio_p99']:.3f}"
+                f"  selected/static (median of paired runs): requests/s "
+                f"x{summary['ratio_rps']:.3f}, p99 x{summary['ratio_p99']:.3f}, "
+                f"server CPU per request x{summary['ratio_cpu']:.3f}"
             )
         return results
     finally:
@@ -512,8 +537,8 @@ def bench_switch(args, work, db, server_kw) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per configuration")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=8, help="wrk runs per configuration")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--databases", type=int, default=1000)
     parser.add_argument("--switches", type=int, default=20)
