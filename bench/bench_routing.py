@@ -382,6 +382,36 @@ def bench_routing(args, wrk, work, db, server_kw, client_cpus) -> dict:
         selected.stop()
 
 
+def bench_cpu(args, work: Path, db: Path) -> dict:
+    """CPU time per request of both configurations, in-process, alternating processes."""
+    probe = ROOT / "bench" / "routing_cpu_probe.py"
+    samples: dict[str, list[dict[str, float]]] = {"static": [], "selected": []}
+    for round_no in range(args.cpu_rounds):
+        for mode in ("static", "selected") if round_no % 2 == 0 else ("selected", "static"):
+            out = subprocess.run(
+                [sys.executable, str(probe), mode, str(db), str(work / f"cpu-{mode}"), "300"],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout
+            samples[mode].append(json.loads(out.strip().splitlines()[-1]))
+    result: dict = {}
+    print(
+        f"\nCPU per request in one process (Django's handler, no network), "
+        f"median of {args.cpu_rounds} processes x 300 requests:"
+    )
+    for page in samples["static"][0]:
+        static = statistics.median(s[page] for s in samples["static"])
+        selected = statistics.median(s[page] for s in samples["selected"])
+        result[page] = {"static_ms": static, "selected_ms": selected, "ratio": selected / static}
+        print(
+            f"  {page:24s} static {static:.3f} ms, selected {selected:.3f} ms "
+            f"-> x{selected / static:.3f} ({(selected - static) * 1000:+.0f} us)"
+        )
+    return result
+
+
 def bench_thousand(args, wrk, work, db, server: GunicornServer, client_cpus) -> dict:
     """Run part 2 on `server` (not started yet: this process shares its session folder)."""
     server.start()
@@ -544,6 +574,7 @@ def main() -> int:
     parser.add_argument("--switches", type=int, default=20)
     parser.add_argument("--cycles", type=int, default=3, help="wrk runs rotating 1,000 sessions")
     parser.add_argument("--filler-mib", type=int, default=FILLER_MIB)
+    parser.add_argument("--cpu-rounds", type=int, default=5, help="in-process CPU probes")
     parser.add_argument("--only", choices=["routing", "thousand", "switch"], action="append")
     # `make run`'s defaults (nukeworks/gunicorn.conf.py), overridable the same way.
     parser.add_argument("--workers", type=int, default=int(os.environ.get("NUKEWORKS_WORKERS", 2)))
@@ -568,6 +599,8 @@ def main() -> int:
         results: dict = {"fairness": fairness, "connections": args.connections}
         if "routing" in parts:
             results["routing"] = bench_routing(args, wrk, work, db, server_kw, client_cpus)
+        if "routing" in parts:
+            results["routing_cpu"] = bench_cpu(args, work, db)
         if "thousand" in parts:
             results["thousand"] = bench_thousand(args, wrk, work, db, thousand, client_cpus)
         if "switch" in parts:
