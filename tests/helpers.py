@@ -78,3 +78,12 @@ def remove_database(path: Path) -> None:
         with_suffix = Path(str(path) + suffix)
         if with_suffix.exists():
             with_suffix.unlink()
+
+
+def dump_without_audit(path: Path) -> list[str]:
+    """Every schema statement and row of a file, except the audit trail (it records attempts)."""
+    conn = sqlite3.connect(path)
+    try:
+        return [line for line in conn.iterdump() if "audit_auditentry" not in line]
+    finally:
+        conn.close()

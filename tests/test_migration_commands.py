@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 
 from dbselect.schema import SchemaState
 from dbselect.validation import inspect_database
+from tests.helpers import dump_without_audit
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -32,14 +33,6 @@ def _sabotage(path: Path) -> None:
     conn.execute('CREATE TABLE "new__companies_company" (id integer)')
     conn.commit()
     conn.close()
-
-
-def _dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [line for line in conn.iterdump() if "audit_auditentry" not in line]
-    finally:
-        conn.close()
 
 
 def test_dbstatus_lists_every_scanned_database(make_database, make_old_database):
@@ -60,7 +53,7 @@ def test_migrate_all_migrates_skips_reports_and_exits_non_zero(make_database, ma
     make_database(name="Fine", label="fine")
     broken = make_old_database(label="broken")
     _sabotage(broken)
-    before = _dump(broken)
+    before = dump_without_audit(broken)
 
     out = io.StringIO()
     with pytest.raises(CommandError) as raised:
@@ -79,7 +72,7 @@ def test_migrate_all_migrates_skips_reports_and_exits_non_zero(make_database, ma
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
     assert inspect_database(str(broken)).state is SchemaState.NEEDS_MIGRATION
-    assert _dump(broken) == before
+    assert dump_without_audit(broken) == before
 
 
 def test_migrate_all_dry_run_changes_nothing(make_old_database):

@@ -16,7 +16,7 @@ from dbselect import registry, state
 from dbselect import session as db_session
 from dbselect.schema import SchemaState, code_migrations
 from dbselect.validation import inspect_database
-from tests.helpers import messages_of, select, sign_in
+from tests.helpers import dump_without_audit, messages_of, select, sign_in
 
 ADMIN = ("root", "pw", True)
 CLERK = ("clerk", "pw", False)
@@ -24,15 +24,6 @@ CLERK = ("clerk", "pw", False)
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _dump(path: Path) -> list[str]:
-    """Every schema statement and row, except the audit trail (which records the attempt)."""
-    conn = sqlite3.connect(path)
-    try:
-        return [line for line in conn.iterdump() if "audit_auditentry" not in line]
-    finally:
-        conn.close()
 
 
 def _signed_in(make_database, user=ADMIN) -> Client:
@@ -124,7 +115,7 @@ def test_database_from_a_newer_version_is_refused_even_for_admins(make_database)
 def test_failed_migration_restores_the_file_and_shows_the_error(make_database, settings):
     client = _signed_in(make_database)
     target = make_database(name="Fragile", companies=["Keep Me"], users=[ADMIN])
-    before = _dump(target)
+    before = dump_without_audit(target)
     settings.MIGRATION_MODULES = {"companies": "tests.failing_migrations"}
     assert inspect_database(str(target)).pending == (("companies", "0003_fails_half_way"),)
 
@@ -137,7 +128,7 @@ def test_failed_migration_restores_the_file_and_shows_the_error(make_database, s
         "Migration failed: RuntimeError: simulated failure in the middle of a migration."
     )
     assert "restored from the snapshot" in banner
-    assert _dump(target) == before
+    assert dump_without_audit(target) == before
     conn = sqlite3.connect(target)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     columns = [row[1] for row in conn.execute("PRAGMA table_info(companies_company)")]
