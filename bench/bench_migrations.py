@@ -53,6 +53,7 @@ def _make_database(path: Path, migrate_args: tuple[str, ...] = ()) -> None:
     from dbselect import registry, state
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    registry.create_file(str(path))
     engine = registry.register(str(path))
     with state.override(engine.alias):
         call_command("migrate", database=engine.alias, verbosity=0, interactive=False)

@@ -153,6 +153,7 @@ def make_bench_database(path: Path) -> None:
     from nukeworks.companies.models import Company
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    registry.create_file(str(path))
     engine = registry.register(str(path))
     with state.override(engine.alias):
         call_command("migrate", database=engine.alias, verbosity=0, interactive=False)

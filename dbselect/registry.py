@@ -107,9 +107,23 @@ def _settings_for(path: str, network: bool) -> dict[str, object]:
     template = connections.settings[DEFAULT_DB_ALIAS]
     cfg = copy.deepcopy(template)
     cfg["NAME"] = path
+    # Runtime aliases open existing files only (see dbselect/backend).
+    cfg["ENGINE"] = "dbselect.backend"
     cfg["OPTIONS"] = connection_options(network)
     cfg["TEST"] = {**template.get("TEST", {}), "NAME": None, "MIRROR": None}
     return cfg
+
+
+def create_file(path: str) -> None:
+    """Create an empty SQLite file at `path` if none exists (operator commands only).
+
+    Runtime aliases never create files (see dbselect/backend); commands that make a new
+    database, such as `initdb`, call this first.
+    """
+    import sqlite3
+
+    if not os.path.exists(path):
+        sqlite3.connect(path).close()
 
 
 def _publish(alias: str, cfg: dict[str, object]) -> None:

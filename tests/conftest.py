@@ -41,6 +41,7 @@ def _isolated_machine_state(tmp_path: Path, settings) -> Iterator[None]:
 
 
 def _migrated_file(path: Path, *targets: tuple[str, str]) -> None:
+    registry.create_file(str(path))
     engine = registry.register(str(path))
     with state.override(engine.alias):
         if targets:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+import pytest
+from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections, connections
 
 from dbselect import registry, state
 from nukeworks.companies.models import Company
+from tests.helpers import remove_database
 
 
 def test_same_path_gives_the_same_alias(make_database):
@@ -69,3 +71,12 @@ def test_concurrent_registration_and_close_old_connections_raise_nothing(make_da
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_vanished_file_is_never_recreated_by_a_query(make_database):
+    path = make_database(companies=["Acme"])
+    alias = registry.register(str(path)).alias
+    remove_database(path)
+    with state.override(alias), pytest.raises(OperationalError, match="unable to open"):
+        Company.objects.count()
+    assert not path.exists()

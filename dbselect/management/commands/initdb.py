@@ -36,6 +36,7 @@ class Command(BaseCommand):
         existed = Path(path).exists()
         folder.mkdir(parents=True, exist_ok=True)
         snapshot_dir_for(path).mkdir(exist_ok=True)
+        registry.create_file(path)
         engine = registry.register(path, alias=label)
         with state.override(engine.alias):
             call_command("migrate", database=engine.alias, interactive=False, verbosity=0)
