@@ -5,7 +5,7 @@ import tempfile
 
 _TMP = tempfile.mkdtemp(prefix="nukeworks-tests-")
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789")
-# A live server started by a test (tests/live_server.py) passes its own folders.
+# A live server started by a test (tests/live.py) passes its own folders.
 _LIVE = os.environ.get("NUKEWORKS_LIVE_SERVER") == "1"
 for _name, _value in {
     "NUKEWORKS_INSTANCE_DIR": os.path.join(_TMP, "instance"),

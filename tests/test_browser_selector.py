@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dbselect.conf import get_config
-from tests.live_server import gunicorn
+from tests.live import GunicornServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
@@ -45,8 +44,16 @@ def browser_page(server: str) -> Iterator[object]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    with gunicorn(tmp_path, Path(get_config()["DATABASES_DIR"])) as base:
-        yield base
+    """gunicorn on the test's folders (tmp_path/databases is the scanned folder), test settings.
+
+    The test settings keep the fast password hasher the fixtures' users were made with.
+    """
+    server = GunicornServer(
+        tmp_path, workers=1, settings_module="tests.settings",
+        env={"NUKEWORKS_LIVE_SERVER": "1"},
+    ).start()
+    yield server.base
+    server.stop()
 
 
 def test_pick_a_database_with_the_browse_widget_then_sign_in(
