@@ -87,3 +87,12 @@ def dump_without_audit(path: Path) -> list[str]:
         return [line for line in conn.iterdump() if "audit_auditentry" not in line]
     finally:
         conn.close()
+
+
+def company_names(path: Path) -> set[str]:
+    """Return the names of the companies stored in a database file (read directly)."""
+    conn = sqlite3.connect(path)
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM companies_company")}
+    finally:
+        conn.close()

@@ -83,6 +83,20 @@ def test_unrestricted_when_no_roots_are_set(make_database, settings):
     assert select(client, path).status_code == 302
 
 
+def _json_from_python(code: str, env: dict[str, str]) -> object:
+    """Run `code` in a fresh interpreter at the project root; return the JSON it prints."""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    return json.loads(out.stdout)
+
+
 def test_allowed_roots_are_read_colon_separated_from_the_environment(tmp_path):
     code = (
         "import django; django.setup()\n"
@@ -94,15 +108,7 @@ def test_allowed_roots_are_read_colon_separated_from_the_environment(tmp_path):
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DBSELECT_ALLOWED_ROOTS": "/srv/nukeworks:/mnt/share/plant data:",
     }
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert json.loads(out.stdout) == ["/srv/nukeworks", "/mnt/share/plant data"]
+    assert _json_from_python(code, env) == ["/srv/nukeworks", "/mnt/share/plant data"]
 
 
 # -- allowed roots: browsing --
@@ -427,16 +433,7 @@ def test_production_cookies_are_secure():
         "DJANGO_SETTINGS_MODULE": "nukeworks.settings",
         "NUKEWORKS_ENV": "production",
     }
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert json.loads(out.stdout) == [True, True, True, "Lax", "Lax"]
+    assert _json_from_python(code, env) == [True, True, True, "Lax", "Lax"]
 
 
 # -- audit log --

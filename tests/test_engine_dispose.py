@@ -14,6 +14,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections, connections
 
 from dbselect import registry, tracking
+from tests import live
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +29,7 @@ def _no_janitor(settings, tmp_path):
 
 def open_files(path: Path | str) -> list[str]:
     """Return this process's open file descriptors on `path` and its -wal/-shm companions."""
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(path)):
-            found.append(target)
-    return found
+    return live.open_files(os.getpid(), path)
 
 
 class ServerThread(threading.Thread):

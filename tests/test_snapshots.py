@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.helpers import messages_of, select, sign_in
+from tests.helpers import company_names, messages_of, select, sign_in
 
 ADMIN = ("admin", "admin-pw", True)
 CLERK = ("clerk", "clerk-pw", False)
@@ -22,14 +22,6 @@ def _signed_in(path: Path, username: str = "admin", password: str = "admin-pw") 
     select(client, path)
     sign_in(client, username, password)
     return client
-
-
-def _companies(path: Path) -> set[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return {row[0] for row in conn.execute("SELECT name FROM companies_company")}
-    finally:
-        conn.close()
 
 
 def _audit(path: Path) -> list[tuple[str, str, str, str]]:
@@ -71,7 +63,7 @@ def test_snapshot_lands_in_the_selected_databases_own_folder(make_database):
     page = response.content.decode()
     assert "before the audit" in page and ">admin<" in page
     assert str(alpha.parent / "snapshots") in page  # the per-database folder is shown
-    assert _companies(files[0]) == {"A1"}
+    assert company_names(files[0]) == {"A1"}
     sidecar = json.loads(Path(f"{files[0]}.json").read_text())
     assert sidecar["created_by"] == "admin" and sidecar["note"] == "before the audit"
     assert sidecar["source_display_name"] == "Alpha"
@@ -130,11 +122,11 @@ def test_restore_brings_back_old_rows_and_the_safety_snapshot_keeps_newer_ones(m
     response = client.post(f"/snapshots/{snapshot.name}/restore", follow=True)
 
     assert any("was restored to snapshot" in m for m in messages_of(response))
-    assert _companies(path) == {"Old Co"}
+    assert company_names(path) == {"Old Co"}
     page = client.get("/companies/").content.decode()
     assert "Old Co" in page and "New Co" not in page
     safety = [f for f in _snapshot_files(path.parent / "snapshots") if f != snapshot]
-    assert len(safety) == 1 and _companies(safety[0]) == {"Old Co", "New Co"}
+    assert len(safety) == 1 and company_names(safety[0]) == {"Old Co", "New Co"}
     assert "Before a restore" in client.get("/snapshots/").content.decode()
 
 
@@ -153,7 +145,7 @@ def test_restore_keeps_another_session_on_the_same_database_working(make_databas
     assert page.status_code == 200
     assert "Old Co" in page.content.decode() and "Clerk Co" not in page.content.decode()
     _add_company(clerk, "After Restore Co")
-    assert _companies(path) == {"Old Co", "After Restore Co"}
+    assert company_names(path) == {"Old Co", "After Restore Co"}
 
 
 def test_a_corrupt_snapshot_is_refused_and_the_database_is_untouched(make_database):
@@ -170,7 +162,7 @@ def test_a_corrupt_snapshot_is_refused_and_the_database_is_untouched(make_databa
 
     [message] = [m for m in messages_of(response) if "not restored" in m]
     assert "damaged" in message and "The database was not changed." in message
-    assert _companies(path) == {"Live Co"}
+    assert company_names(path) == {"Live Co"}
     assert path.read_bytes() == before
     assert _snapshot_files(path.parent / "snapshots") == [snapshot]  # no safety snapshot
     assert ("snapshot.restore", "failure", "admin") in [a[:3] for a in _audit(path)]
@@ -189,7 +181,7 @@ def test_a_snapshot_altered_after_it_was_taken_is_refused(make_database):
     response = client.post(f"/snapshots/{snapshot.name}/restore", follow=True)
 
     assert any("checksum" in m for m in messages_of(response))
-    assert _companies(path) == {"Live Co"}
+    assert company_names(path) == {"Live Co"}
 
 
 def test_a_file_that_is_not_a_nukeworks_database_is_refused_for_restore(make_database):
@@ -207,7 +199,7 @@ def test_a_file_that_is_not_a_nukeworks_database_is_refused_for_restore(make_dat
     response = client.post(f"/snapshots/{stranger.name}/restore", follow=True)
 
     assert any("Not a NukeWorks database" in m for m in messages_of(response))
-    assert _companies(path) == {"Live Co"}
+    assert company_names(path) == {"Live Co"}
 
 
 def test_delete_asks_for_confirmation_then_removes_the_file(make_database):
@@ -311,7 +303,7 @@ def test_non_admins_get_403_and_nothing_changes(make_database, who):
         assert "Only administrators" in response.content.decode()
 
     assert _snapshot_files(path.parent / "snapshots") == [snapshot]
-    assert _companies(path) == {"Live Co"}
+    assert company_names(path) == {"Live Co"}
 
 
 def test_only_admins_see_the_snapshots_link(make_database):

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from snapshots import naming, service
-from tests.helpers import messages_of, select, sign_in
+from tests.helpers import company_names, messages_of, select, sign_in
 
 ADMIN = ("admin", "admin-pw", True)
 
@@ -22,14 +22,6 @@ def _run(*args: str) -> str:
     out = StringIO()
     call_command("snapshot", *args, stdout=out, stderr=StringIO())
     return out.getvalue()
-
-
-def _companies(path: Path) -> set[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return {row[0] for row in conn.execute("SELECT name FROM companies_company")}
-    finally:
-        conn.close()
 
 
 def _age(snapshot: service.Snapshot, days: int) -> None:
@@ -56,7 +48,7 @@ def test_create_list_restore_delete_by_label(make_database):
     conn.close()
     out = _run("restore", snapshot.name, "--database", "alpha", "--noinput", "--no-progress")
     assert "Restored" in out and "Safety snapshot" in out
-    assert _companies(path) == {"Old Co"}
+    assert company_names(path) == {"Old Co"}
     assert len(service.list_snapshots(str(path))) == 2
 
     _run("delete", snapshot.name, "--database", "alpha", "--noinput")
