@@ -95,6 +95,17 @@ def clean_note(note: object) -> str:
     return " ".join(text.split())[:MAX_NOTE]
 
 
+def _of_another_database(snapshot: Snapshot, database: str) -> bool:
+    """Return True for a snapshot its sidecar says was taken of another file of this folder.
+
+    Files sharing a folder share `snapshots/`, and different names can share a label
+    (`site.sqlite` and `site.db`, or names cut at MAX_LABEL): such a snapshot is never this
+    database's. A sidecar naming a file in another folder is this database's, moved.
+    """
+    source = snapshot.source_path
+    return bool(source) and source != database and Path(source).parent == Path(database).parent
+
+
 def list_snapshots(database: str) -> list[Snapshot]:
     """Return the snapshots of `database`, newest first."""
     folder = folder_for(database)
@@ -110,7 +121,9 @@ def list_snapshots(database: str) -> list[Snapshot]:
         if not naming.is_snapshot_name(name, label):
             continue
         with contextlib.suppress(FileNotFoundError):  # deleted meanwhile by another request
-            found.append(metadata.read(folder / name))
+            snapshot = metadata.read(folder / name)
+            if not _of_another_database(snapshot, database):
+                found.append(snapshot)
     return sorted(found, key=lambda s: (s.created_at, s.name), reverse=True)
 
 
@@ -120,11 +133,14 @@ def get_snapshot(database: str, name: str) -> Snapshot:
         raise SnapshotNotFound("There is no such snapshot of this database.")
     path = folder_for(database) / name
     try:
-        return metadata.read(path)
+        snapshot = metadata.read(path)
     except FileNotFoundError:
         raise SnapshotNotFound(f"There is no snapshot {name} of this database.") from None
     except OSError as exc:
         raise SnapshotError(f"The snapshot {name} cannot be read: {exc.strerror}.") from exc
+    if _of_another_database(snapshot, database):
+        raise SnapshotNotFound(f"There is no snapshot {name} of this database.")
+    return snapshot
 
 
 def _audit(

@@ -319,3 +319,25 @@ def test_state_changes_need_a_post(make_database):
     client = _signed_in(path)
     assert client.get("/snapshots/create").status_code == 405
     assert _snapshot_files(path.parent / "snapshots") == []
+
+
+def test_a_sibling_databases_snapshots_are_not_listed_or_restorable(make_database, tmp_path):
+    """`site.sqlite` and `site.db` in one folder share `snapshots/` and the label "site"."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    mine = make_database(
+        name="Mine", companies=["Mine Co"], users=[ADMIN], path=folder / "site.sqlite"
+    )
+    other = make_database(
+        name="Other", companies=["Other Co"], users=[ADMIN], path=folder / "site.db"
+    )
+    _create(_signed_in(other), note="other's snapshot")
+    [foreign] = _snapshot_files(folder / "snapshots")
+
+    client = _signed_in(mine)
+    assert "other&#x27;s snapshot" not in client.get("/snapshots/").content.decode()
+    assert client.get(f"/snapshots/{foreign.name}/restore").status_code == 404
+    response = client.post(f"/snapshots/{foreign.name}/restore", follow=True)
+
+    assert company_names(mine) == {"Mine Co"}
+    assert not any("was restored to snapshot" in m for m in messages_of(response))
