@@ -30,9 +30,13 @@ def record(
 ) -> None:
     """Record `action` in the database `using` (the request's own by default).
 
-    An audit failure never breaks the action it describes: it is logged instead.
+    With neither `using` nor a request database (a session that has selected none), the
+    entry is only logged: the router would otherwise send it to the `default` alias, a file
+    the visitor never chose. An audit failure never breaks the action it describes: it is
+    logged instead.
     """
     from audit.models import AuditEntry
+    from dbselect import state
 
     if user is None and request is not None:
         candidate = getattr(request, "user", None)
@@ -49,6 +53,8 @@ def record(
         "database": using or "",
     }
     logger.info("audit %s", json.dumps(line, sort_keys=True))
+    if using is None and state.get_active_alias() is None:
+        return
     user_in_db = user if user is not None and getattr(user, "_state", None) is not None else None
     if user_in_db is not None and using and user_in_db._state.db != using:
         user_in_db = None

@@ -534,3 +534,14 @@ def test_audit_entries_are_visible_to_admins_only(plant):
     select(worker, plant)
     sign_in(worker, "worker", "pw")
     assert worker.get("/admin/audit/auditentry/")["Location"].startswith("/admin/login/")
+
+
+def test_an_anonymous_migrate_without_a_database_writes_to_no_database(old_database):
+    """Refused, and the refusal is not audited into the project's `default` file."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        response = Client().post("/select-db/migrate", {"path": str(old_database)})
+    assert response.status_code == 403
+    assert [q["sql"] for q in queries.captured_queries] == []
