@@ -134,7 +134,23 @@ def _backup(
         elif on_pages is not None:
             on_pages(total - remaining, total)
 
-    src.backup(dst, pages=pages, progress=step, sleep=RETRY_INTERVAL)
+    while True:
+        try:
+            src.backup(dst, pages=pages, progress=step, sleep=RETRY_INTERVAL)
+            return
+        except sqlite3.OperationalError as exc:
+            # The module retries only the plain BUSY/LOCKED codes; an extended one such as
+            # SQLITE_BUSY_RECOVERY (another connection recovering the WAL index) ends the
+            # backup at once. A failed backup has rolled the destination back: start over.
+            code = getattr(exc, "sqlite_errorcode", None)
+            if not isinstance(code, int) or code & 0xFF not in (
+                sqlite3.SQLITE_BUSY,
+                sqlite3.SQLITE_LOCKED,
+            ):
+                raise
+            if time.monotonic() - started > lock_timeout:
+                raise _LockTimeout from None
+            time.sleep(RETRY_INTERVAL)
 
 
 class _WriteBehind:

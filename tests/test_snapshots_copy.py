@@ -111,3 +111,37 @@ def test_restore_refuses_a_damaged_snapshot(tmp_path):
     with pytest.raises(CopyFailed, match="damaged"):
         restore_into(snapshot, live)
     assert _count(live) == 3
+
+
+class _BusyOnce:
+    """A source connection whose first backup fails as SQLite does during a WAL recovery."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.calls = 0
+
+    def backup(self, target: sqlite3.Connection, **kwargs) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            # Another connection opening the file runs WAL recovery: SQLITE_BUSY_RECOVERY,
+            # an extended code the sqlite3 module's own retry loop does not recognise.
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = 261
+            raise error
+        self.conn.backup(target, **kwargs)
+
+
+def test_a_source_briefly_busy_with_wal_recovery_is_waited_for(tmp_path):
+    """Four admins snapshotting at once failed now and then with "database is locked"."""
+    from snapshots.sqlite_copy import _backup
+
+    source = sqlite3.connect(_db(tmp_path / "live.sqlite", rows=25))
+    target = sqlite3.connect(tmp_path / "copy.sqlite")
+    busy = _BusyOnce(source)
+    try:
+        _backup(busy, target, pages=-1, lock_timeout=5.0)
+    finally:
+        target.close()
+        source.close()
+    assert busy.calls == 2
+    assert _count(tmp_path / "copy.sqlite") == 25
