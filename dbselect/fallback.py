@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.http import escape_leading_slashes
 
 from accounts.binding import AUTH_USERNAME
 from audit import log as audit_log
@@ -74,7 +75,10 @@ def fall_back(
                 request, fallback_banner(session.selected_name(request) or previous, reason)
             )
             # Never run this request (possibly a write) on a database it did not target.
-            return engine.alias if exempt else HttpResponseRedirect(request.get_full_path())
+            if exempt:
+                return engine.alias
+            # escape_leading_slashes: a path such as //evil.example/ must not leave the site.
+            return HttpResponseRedirect(escape_leading_slashes(request.get_full_path()))
     session.clear(request)
     messages.error(
         request,

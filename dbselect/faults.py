@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, DataError, IntegrityError, NotSupportedError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.utils.http import escape_leading_slashes
 
 from dbselect import registry, session
 from dbselect.conf import get_config
@@ -173,7 +174,9 @@ def busy_page(request: HttpRequest, fault: Fault) -> HttpResponse:
             "unsaved": _unsaved_note(request),
             "advice": advice[fault.kind],
             "database_name": session.selected_name(request) or "",
-            "retry_url": request.get_full_path() if request.method == "GET" else "",
+            "retry_url": (
+                escape_leading_slashes(request.get_full_path()) if request.method == "GET" else ""
+            ),
         },
     )
     response = HttpResponse(body, status=503)

@@ -81,3 +81,13 @@ def test_without_previous_database_the_session_returns_to_the_selector(make_data
     page = client.get(response["Location"])
     assert any("no longer exists" in m for m in messages_of(page))
     assert db_session.SELECTED_PATH not in client.session
+
+
+def test_the_fallback_redirect_never_leaves_the_site(make_database):
+    """GET //evil.example/ answered by the fallback must not redirect to evil.example."""
+    client, first, second = _session_on(make_database)
+    remove_database(second)
+    response = client.get("/", PATH_INFO="//evil.example/")
+    assert response.status_code == 302
+    assert not response["Location"].startswith("//")
+    assert client.session[db_session.SELECTED_PATH] == str(first)

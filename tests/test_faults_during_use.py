@@ -415,3 +415,15 @@ def test_restoring_a_copy_of_the_same_database_is_not_flagged(on_fragile, make_d
     text = response.content.decode()
     assert ">Fragile Co</a>" in text and f">{NEW_COMPANY['name']}</a>" not in text
     assert client.session[db_session.SELECTED_PATH] == str(fragile)
+
+
+def test_the_busy_pages_try_again_link_stays_on_the_site():
+    """A link built from //evil.example/ would lead a user off the site."""
+    from django.test import RequestFactory
+
+    from dbselect import faults
+
+    request = RequestFactory().get("/", PATH_INFO="//evil.example/")
+    response = faults.busy_page(request, faults.Fault(faults.FaultKind.BUSY, "Locked."))
+    assert 'href="//' not in response.content.decode()
+    assert "Try again" in response.content.decode()
