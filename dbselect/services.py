@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError
@@ -12,6 +13,7 @@ from audit import log as audit_log
 from dbselect import registry, selector_cache, session
 from dbselect.models import SystemSetting
 from dbselect.paths import PathRejected, check_allowed, normalize_user_path
+from dbselect.scanner import snapshot_dir_for
 from dbselect.validation import DatabaseInfo, ValidationFailed, inspect_database, refusal_reason
 
 logger = logging.getLogger("nukeworks.dbselect")
@@ -37,7 +39,24 @@ def check_path(raw: object) -> tuple[str, DatabaseInfo]:
         check_allowed(path)
     except PathRejected as exc:
         raise ValidationFailed(str(exc)) from None
+    if _is_snapshot(path):
+        raise ValidationFailed(SNAPSHOT_REFUSED)
     return path, inspect_database(path)
+
+
+SNAPSHOT_REFUSED = (
+    "This file is a snapshot of a database. Snapshots are never opened for work, because any "
+    "change would make them unrestorable; restore it from the Snapshots page of its database, "
+    "or copy it elsewhere to open the copy."
+)
+
+
+def _is_snapshot(path: str) -> bool:
+    """Return True for a file named like a snapshot in a `snapshots/` folder (scanner's)."""
+    from snapshots.naming import is_snapshot_name
+
+    folder, name = os.path.split(path)
+    return os.path.basename(folder) == snapshot_dir_for(folder).name and is_snapshot_name(name)
 
 
 def select(request: HttpRequest, raw_path: object, display_name: str = "") -> SelectionResult:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from snapshots.sqlite_copy import sha256_of
 from tests.helpers import company_names, messages_of, select, sign_in
 
 ADMIN = ("admin", "admin-pw", True)
@@ -341,3 +342,22 @@ def test_a_sibling_databases_snapshots_are_not_listed_or_restorable(make_databas
 
     assert company_names(mine) == {"Mine Co"}
     assert not any("was restored to snapshot" in m for m in messages_of(response))
+
+
+def test_selecting_a_snapshot_file_is_refused_and_leaves_it_restorable(make_database):
+    """Opening a snapshot as a database wrote into it (WAL, audit rows): its SHA-256 broke."""
+    path = make_database(companies=["Old Co"], users=[ADMIN], label="alpha")
+    admin = _signed_in(path)
+    _create(admin, note="keep me")
+    [snapshot] = _snapshot_files(path.parent / "snapshots")
+    recorded = json.loads(Path(f"{snapshot}.json").read_text())["sha256"]
+
+    visitor = Client()
+    response = select(visitor, snapshot)
+
+    assert response.status_code == 400
+    assert any("snapshot" in m for m in messages_of(response))
+    assert "selected_db_path" not in visitor.session
+    assert sha256_of(snapshot) == recorded
+    restored = admin.post(f"/snapshots/{snapshot.name}/restore", follow=True)
+    assert any("was restored to snapshot" in m for m in messages_of(restored))
