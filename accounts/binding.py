@@ -75,7 +75,11 @@ def rebind(request: HttpRequest, path: str, alias: str, display_name: str | None
         request._nukeworks_rebinding = False
     remember_binding(request, user.username, path)
     audit_log.record(
-        "auth.rebind", target=path, user=user, request=request, using=alias,
+        "auth.rebind",
+        target=path,
+        user=user,
+        request=request,
+        using=alias,
         detail="login carried over to this database by username",
     )
     return True

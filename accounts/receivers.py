@@ -18,8 +18,13 @@ from dbselect.signals import database_switched
 
 @receiver(database_switched)
 def on_database_switched(
-    sender: Any, request: HttpRequest, path: str | None, alias: str | None,
-    display_name: str | None, reason: str, **kwargs: Any,
+    sender: Any,
+    request: HttpRequest,
+    path: str | None,
+    alias: str | None,
+    display_name: str | None,
+    reason: str,
+    **kwargs: Any,
 ) -> None:
     """Re-bind the login to the new database; remember it as the user's last database."""
     if path is None or alias is None:
@@ -51,18 +56,24 @@ def on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any)
 def on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if request is not None and user is not None and state.get_active_alias():
         audit_log.record(
-            "auth.logout", target=db_session.selected_path(request) or "", user=user,
+            "auth.logout",
+            target=db_session.selected_path(request) or "",
+            user=user,
             request=request,
         )
 
 
 @receiver(user_login_failed)
-def on_login_failed(sender: Any, credentials: dict, request: HttpRequest | None = None,
-                    **kwargs: Any) -> None:
+def on_login_failed(
+    sender: Any, credentials: dict, request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     if request is not None:
         ratelimit.record_failure(request, credentials.get("username"))
     if request is not None and state.get_active_alias():
         audit_log.record(
-            "auth.login_failed", target=db_session.selected_path(request) or "", outcome="failure",
-            username=str(credentials.get("username", ""))[:150], request=request,
+            "auth.login_failed",
+            target=db_session.selected_path(request) or "",
+            outcome="failure",
+            username=str(credentials.get("username", ""))[:150],
+            request=request,
         )

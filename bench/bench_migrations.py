@@ -134,7 +134,9 @@ def bench_migrate_all(work: Path, count: int) -> dict[str, float]:
     started = time.perf_counter()
     subprocess.run(
         [*manage, "migrate_all", "--no-progress", "-v", "0"],
-        env=_env(work, sets["all"]), check=True, stdout=subprocess.DEVNULL,
+        env=_env(work, sets["all"]),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     one_process = time.perf_counter() - started
 
@@ -142,7 +144,8 @@ def bench_migrate_all(work: Path, count: int) -> dict[str, float]:
     for i in range(count):
         subprocess.run(
             [*manage, "migrate", "--database", f"site{i:03d}", "-v", "0"],
-            env=_env(work, sets["each"]), check=True,
+            env=_env(work, sets["each"]),
+            check=True,
         )
     separate = time.perf_counter() - started
     return {

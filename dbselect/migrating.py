@@ -144,8 +144,12 @@ def migrate_database(
         try:
             with state.override(engine.alias):
                 call_command(
-                    "migrate", database=engine.alias, interactive=False, verbosity=1,
-                    stdout=output, stderr=output,
+                    "migrate",
+                    database=engine.alias,
+                    interactive=False,
+                    verbosity=1,
+                    stdout=output,
+                    stderr=output,
                 )
         except Exception as exc:  # any failure: put the file back as it was
             reason = f"{type(exc).__name__}: {exc}"
@@ -157,8 +161,13 @@ def migrate_database(
             path, applied=info.pending, snapshot=snapshot, log=output.getvalue().splitlines()
         )
         _audit(
-            engine.alias, path, author, "success",
-            f"Applied {_names(info.pending)}; snapshot {snapshot.name}", request, True,
+            engine.alias,
+            path,
+            author,
+            "success",
+            f"Applied {_names(info.pending)}; snapshot {snapshot.name}",
+            request,
+            True,
         )
         logger.info("migrated path=%r applied=%d snapshot=%s", path, len(info.pending), snapshot)
         return outcome
@@ -181,12 +190,19 @@ def _audit(
     alias: str, path: str, author: str, outcome: str, detail: str, request: object, restored: bool
 ) -> None:
     if outcome == "failure":
-        detail += " — restored from the pre-migration snapshot" if restored else (
-            " — RESTORE FAILED, the snapshot is kept"
+        detail += (
+            " — restored from the pre-migration snapshot"
+            if restored
+            else (" — RESTORE FAILED, the snapshot is kept")
         )
     audit_log.record(
-        "database.migrate", target=path, outcome=outcome, detail=detail, username=author,
-        request=request, using=alias,  # type: ignore[arg-type]
+        "database.migrate",
+        target=path,
+        outcome=outcome,
+        detail=detail,
+        username=author,
+        request=request,
+        using=alias,  # type: ignore[arg-type]
     )
 
 

@@ -116,5 +116,3 @@ def remember_selection(path: str) -> dict[str, Any]:
         state["global_default_path"] = path
         _write(state)
         return state
-
-

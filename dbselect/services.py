@@ -91,7 +91,10 @@ def _switch(request: HttpRequest, path: str, display_name: str) -> SelectionResu
     session.switch(request, engine, reason="selected")
     selector_cache.remember_selection(path)
     audit_log.record(
-        "database.select", target=path, request=request, using=engine.alias,
+        "database.select",
+        target=path,
+        request=request,
+        using=engine.alias,
         detail=f"display name: {session.selected_name(request)}",
     )
     logger.info("session selected database path=%r alias=%s", path, engine.alias)
@@ -105,6 +108,10 @@ def _audit_refusal(request: HttpRequest, target: object, reason: str) -> None:
         logger.info("selection refused target=%r reason=%r", target, reason)
         return
     audit_log.record(
-        "database.select", target=str(target)[:1000], outcome="failure", detail=reason,
-        request=request, using=engine.alias,
+        "database.select",
+        target=str(target)[:1000],
+        outcome="failure",
+        detail=reason,
+        request=request,
+        using=engine.alias,
     )

@@ -115,7 +115,9 @@ def _migration_plan(
     assert info is not None
     names = ", ".join(f"{app}.{name}" for app, name in info.pending)
     context = _selector_context(
-        request, typed_path=typed, migration=info,
+        request,
+        typed_path=typed,
+        migration=info,
         migration_display_name=request.POST.get("display_name", ""),
     )
     if is_admin(request):
@@ -140,7 +142,10 @@ def apply_migrations(request: HttpRequest) -> HttpResponse:
     raw = request.POST.get("path", "")
     if not is_admin(request):
         audit_log.record(
-            "database.migrate", target=str(raw)[:1000], outcome="denied", request=request,
+            "database.migrate",
+            target=str(raw)[:1000],
+            outcome="denied",
+            request=request,
             detail="not an administrator of the current database",
         )
         messages.error(request, "Only an administrator can apply migrations.")

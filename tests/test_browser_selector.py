@@ -16,8 +16,13 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium is not installed (`make test` installs it with apt when root)",
 )
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -25,7 +30,9 @@ CHROMIUM_ARGS = [
 def harbour(make_database) -> Path:
     """A scanned database; made before the browser starts (Playwright runs an event loop)."""
     return make_database(
-        name="Harbour Plant", companies=["Tidal Works"], users=[("ops", "pw", False)],
+        name="Harbour Plant",
+        companies=["Tidal Works"],
+        users=[("ops", "pw", False)],
         label="harbour",
     )
 
@@ -49,7 +56,9 @@ def server(tmp_path: Path) -> Iterator[str]:
     The test settings keep the fast password hasher the fixtures' users were made with.
     """
     server = GunicornServer(
-        tmp_path, workers=1, settings_module="tests.settings",
+        tmp_path,
+        workers=1,
+        settings_module="tests.settings",
         env={"NUKEWORKS_LIVE_SERVER": "1"},
     ).start()
     yield server.base

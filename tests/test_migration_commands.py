@@ -103,10 +103,11 @@ def test_label_aliases_work_for_djangos_own_commands(make_old_database, tmp_path
     manage = [sys.executable, str(ROOT / "manage.py")]
     shown = subprocess.run(
         [*manage, "showmigrations", "companies", "--database", "plant"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "[X] 0001_initial" in shown and "[ ] 0002_company_website" in shown
-    subprocess.run(
-        [*manage, "migrate", "--database", "plant", "-v", "0"], env=env, check=True
-    )
+    subprocess.run([*manage, "migrate", "--database", "plant", "-v", "0"], env=env, check=True)
     assert inspect_database(str(old)).state is SchemaState.UP_TO_DATE

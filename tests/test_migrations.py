@@ -75,7 +75,8 @@ def test_non_admin_is_blocked_and_the_file_is_untouched(make_database, make_old_
     response = select(client, old)
     assert response.status_code == 403
     assert any(
-        "needs migration" in m and "companies.0002_company_website" in m
+        "needs migration" in m
+        and "companies.0002_company_website" in m
         and "Only an administrator" in m
         for m in messages_of(response)
     )

@@ -15,8 +15,14 @@ class CompanyForm(forms.ModelForm):
     class Meta:
         model = Company
         fields = [
-            "name", "country", "website", "is_vendor", "is_owner", "is_operator",
-            "is_constructor", "notes",
+            "name",
+            "country",
+            "website",
+            "is_vendor",
+            "is_owner",
+            "is_operator",
+            "is_constructor",
+            "notes",
         ]
         formfield_callback = _https_by_default
 

@@ -24,14 +24,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--path", action="append", default=[],
+            "--path",
+            action="append",
+            default=[],
             help="Migrate this file instead of the scanned databases (repeatable).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Show what would be applied; change nothing."
         )
         parser.add_argument(
-            "--lock-timeout", type=float, default=60.0,
+            "--lock-timeout",
+            type=float,
+            default=60.0,
             help="Seconds to wait for a migration of the same file by someone else.",
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
@@ -44,7 +48,10 @@ class Command(BaseCommand):
         author = f"migrate_all ({getpass.getuser()})"
         migrated, current, failed = [], [], []
         bar = tqdm(
-            targets, unit="db", file=sys.stderr, desc="Migrating",
+            targets,
+            unit="db",
+            file=sys.stderr,
+            desc="Migrating",
             disable=options["no_progress"] or options["verbosity"] == 0,
         )
         for path in bar:
