@@ -101,8 +101,10 @@ def record_failure(request: HttpRequest | None, username: object) -> None:
         if now - started >= window:
             count, started = 0, now
         remaining = max(1, int(started + window - now))
-        # get + set, not incr: the file cache's incr would restart the window. Two racing
-        # failures may count as one, which only ever errs by one attempt.
+        # get + set, not incr: the file cache's incr would restart the window. Racing
+        # failures may count as one, and attempts already past the check are not stopped, so
+        # parallel attempts can overshoot the limit by about the number of concurrent
+        # requests (workers x threads) — a bound, not an exact count.
         cache.set(limit.key, (count + 1, started), timeout=remaining)
 
 

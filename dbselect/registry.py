@@ -78,6 +78,10 @@ class Engine:
         self.requests += 1
 
 
+# The backend of runtime aliases: Django's SQLite wrapper opening files with mode=rw.
+ENGINE = "dbselect.backend"
+
+
 def alias_for_path(path: str) -> str:
     """Return the stable alias derived from an absolute path."""
     return "nw_" + hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -108,7 +112,7 @@ def _settings_for(path: str, network: bool) -> dict[str, object]:
     cfg = copy.deepcopy(template)
     cfg["NAME"] = path
     # Runtime aliases open existing files only (see dbselect/backend).
-    cfg["ENGINE"] = "dbselect.backend"
+    cfg["ENGINE"] = ENGINE
     cfg["OPTIONS"] = connection_options(network)
     cfg["TEST"] = {**template.get("TEST", {}), "NAME": None, "MIRROR": None}
     return cfg
@@ -147,7 +151,11 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
         # Re-registered after a dispose: keep the alias it had (e.g. its scanner label).
         alias = alias or _known_aliases.get(path)
         taken = connections.settings.get(alias) if alias else None
-        if alias is None or (taken is not None and taken.get("NAME") != path):
+        # Sessions never use an alias with the stock backend (it may create the file), nor
+        # one that belongs to another file: those paths get their own derived alias.
+        if alias is None or (
+            taken is not None and (taken.get("NAME") != path or taken.get("ENGINE") != ENGINE)
+        ):
             alias = alias_for_path(path)
         cfg = _settings_for(path, network)
         current = connections.settings.get(alias)
@@ -172,7 +180,6 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
 
 def adopt_configured_aliases() -> None:
     """Give aliases configured in settings (e.g. `default`) the NukeWorks connection options."""
-    global _engines
     with _lock:
         for alias, cfg in list(connections.settings.items()):
             if cfg.get("ENGINE") != "django.db.backends.sqlite3":
@@ -184,10 +191,9 @@ def adopt_configured_aliases() -> None:
             _configured.add(alias)
             network = _is_network(path)
             cfg["OPTIONS"] = {**connection_options(network), **cfg.get("OPTIONS", {})}
-            if path not in _engines:
-                engine = Engine(path, alias, network, "delete" if network else "wal", None)
-                _known_aliases[path] = alias
-                _engines = {**_engines, path: engine}
+            # Not entered in the engine cache: configured aliases keep Django's stock backend
+            # (operators' commands may create their file), so a session that selects this
+            # file gets a runtime alias that never creates one.
 
 
 def _is_network(path: str) -> bool:

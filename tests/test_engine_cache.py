@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections, connections
+from django.test import Client
 
 from dbselect import registry, state
 from nukeworks.companies.models import Company
-from tests.helpers import remove_database
+from tests.helpers import remove_database, select
 
 
 def test_same_path_gives_the_same_alias(make_database):
@@ -80,3 +82,17 @@ def test_a_vanished_file_is_never_recreated_by_a_query(make_database):
     with state.override(alias), pytest.raises(OperationalError, match="unable to open"):
         Company.objects.count()
     assert not path.exists()
+
+
+def test_the_configured_default_file_is_served_by_a_non_creating_alias(make_database, settings):
+    path = Path(settings.DATABASES["default"]["NAME"])
+    try:
+        make_database(name="Configured", path=path)
+        select(Client(), path)
+        alias = registry.get_engine(str(path)).alias
+        assert alias != DEFAULT_DB_ALIAS
+        assert connections.settings[alias]["ENGINE"] == registry.ENGINE
+        assert connections.settings[DEFAULT_DB_ALIAS]["ENGINE"] == "django.db.backends.sqlite3"
+    finally:
+        connections[DEFAULT_DB_ALIAS].close()
+        remove_database(path)
