@@ -165,6 +165,28 @@ def _audit(
     )
 
 
+def _audit_failure(
+    action: str,
+    alias: str,
+    exc: BaseException,
+    *,
+    target: str,
+    request: HttpRequest | None,
+    username: str,
+) -> None:
+    """Record that `action` failed, with the error as its detail."""
+    _audit(
+        action,
+        alias,
+        None,
+        outcome="failure",
+        detail=str(exc),
+        request=request,
+        username=username,
+        target=target,
+    )
+
+
 def _create(
     database: str,
     *,
@@ -228,15 +250,8 @@ def create_snapshot(
         with folder_lock(folder_for(database), exclusive=False, timeout=LOCK_TIMEOUT):
             snapshot = _create(database, kind=kind, note=note, username=username, progress=progress)
     except (SnapshotError, OSError) as exc:
-        _audit(
-            "snapshot.create",
-            alias,
-            None,
-            outcome="failure",
-            detail=str(exc),
-            request=request,
-            username=username,
-            target=database,
+        _audit_failure(
+            "snapshot.create", alias, exc, target=database, request=request, username=username
         )
         if isinstance(exc, OSError):
             raise SnapshotError(f"The snapshot could not be taken: {exc.strerror}.") from exc
@@ -262,15 +277,13 @@ def delete_snapshot(
             snapshot = get_snapshot(database, name)
             _remove(snapshot)
     except SnapshotError as exc:
-        _audit(
+        _audit_failure(
             "snapshot.delete",
             alias,
-            None,
-            outcome="failure",
-            detail=str(exc),
+            exc,
+            target=str(folder_for(database) / name),
             request=request,
             username=username,
-            target=str(folder_for(database) / name),
         )
         raise
     _audit(
@@ -454,15 +467,13 @@ def restore_snapshot(
                 # The restore itself succeeded; the entries remain in the safety snapshot.
                 logger.error("audit entries not carried over after restore: %s", exc)
     except (SnapshotError, DatabaseError) as exc:
-        _audit(
+        _audit_failure(
             "snapshot.restore",
             alias,
-            None,
-            outcome="failure",
-            detail=str(exc),
+            exc,
+            target=str(folder_for(database) / name),
             request=request,
             username=username,
-            target=str(folder_for(database) / name),
         )
         if isinstance(exc, DatabaseError):
             raise SnapshotError(f"The restore could not be completed: {exc}") from exc
