@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -15,25 +16,27 @@ def _user(path, username):
         return get_user_model().objects.get(username=username)
 
 
-def test_last_db_path_is_saved_after_selection_while_logged_in(make_database):
+@pytest.fixture
+def kim_moved_from_alpha_to_beta(make_database):
+    """kim signs in to Alpha, then switches to Beta; return (client, alpha, beta)."""
     a = make_database(name="Alpha", users=[("kim", "pw", False)])
     b = make_database(name="Beta", users=[("kim", "pw", False)])
     client = Client()
     select(client, a)
     sign_in(client, "kim", "pw")
     select(client, b)
+    return client, a, b
+
+
+def test_last_db_path_is_saved_after_selection_while_logged_in(kim_moved_from_alpha_to_beta):
+    _, _, b = kim_moved_from_alpha_to_beta
     kim_in_b = _user(b, "kim")
     assert kim_in_b.last_db_path == str(b)
     assert kim_in_b.last_db_display_name == "Beta"
 
 
-def test_logged_in_user_sees_their_last_database_as_default(make_database):
-    a = make_database(name="Alpha", users=[("kim", "pw", False)])
-    b = make_database(name="Beta", users=[("kim", "pw", False)])
-    client = Client()
-    select(client, a)
-    sign_in(client, "kim", "pw")
-    select(client, b)
+def test_logged_in_user_sees_their_last_database_as_default(kim_moved_from_alpha_to_beta):
+    client, a, _ = kim_moved_from_alpha_to_beta
     select(client, a)  # kim in A now remembers A
     page = client.get("/select-db").content.decode()
     assert f'value="{a}" checked' in page
