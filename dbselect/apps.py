@@ -6,9 +6,15 @@ class DbSelectConfig(AppConfig):
     verbose_name = "Database selection"
 
     def ready(self) -> None:
-        from dbselect import checks, registry, scanner  # noqa: F401  (checks register themselves)
+        from django.db.backends.signals import connection_created
+
+        # checks register themselves on import.
+        from dbselect import checks, query_budget, registry, scanner  # noqa: F401
         from dbselect.conf import get_config
 
+        connection_created.connect(
+            query_budget.on_connection_created, dispatch_uid="nw-query-budget"
+        )
         registry.adopt_configured_aliases()
         # Engine cache administration: per-thread connection bookkeeping, janitor thread.
         from dbselect import engine_worker

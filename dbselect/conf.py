@@ -21,6 +21,11 @@ DEFAULTS: dict[str, Any] = {
     "BUSY_TIMEOUT": 5.0,
     # PRAGMA synchronous on every connection: FULL loses nothing committed on power failure.
     "SYNCHRONOUS": "FULL",
+    # Seconds one query may run (executing and fetching) before SQLite interrupts it: a
+    # database file's own triggers must never hold a worker. 0 disables the budget.
+    "QUERY_TIME_LIMIT": 10.0,
+    # Seconds a request waits while an administrator restores or migrates its database.
+    "MAINTENANCE_WAIT": 10.0,
     # Seconds a stat() of a user-typed path may take (network shares may hang).
     "STAT_TIMEOUT": 3.0,
     # Register databases/<label>/nukeworks.sqlite as alias <label> when Django starts.

@@ -18,7 +18,7 @@ from django.utils.http import escape_leading_slashes
 
 from accounts.binding import AUTH_USERNAME
 from audit import log as audit_log
-from dbselect import registry, session
+from dbselect import maintenance_gate, registry, session
 
 logger = logging.getLogger("nukeworks.dbselect")
 
@@ -55,7 +55,7 @@ def fall_back(
         try:
             engine = registry.open_engine(previous)
             session.switch(request, engine, reason="fallback")
-        except registry.DatabaseUnavailable as exc:
+        except (registry.DatabaseUnavailable, maintenance_gate.GateClosed) as exc:
             logger.warning("previous database unavailable path=%r reason=%r", previous, exc)
         except DatabaseError as exc:
             # Re-binding the login reads the previous database: it may be broken too.

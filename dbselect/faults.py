@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.http import escape_leading_slashes
 
-from dbselect import registry, session
+from dbselect import maintenance_gate, registry, session
 from dbselect.conf import get_config
 from dbselect.fallback import fall_back
 
@@ -42,6 +42,8 @@ class FaultKind(enum.Enum):
     BUSY = "busy"
     READ_ONLY = "read_only"
     DISK_FULL = "disk_full"
+    TOO_SLOW = "too_slow"
+    MAINTENANCE = "maintenance"
     UNUSABLE = "unusable"
 
 
@@ -58,6 +60,7 @@ _BY_CODE = {
     5: FaultKind.BUSY,  # SQLITE_BUSY
     6: FaultKind.BUSY,  # SQLITE_LOCKED
     8: FaultKind.READ_ONLY,  # SQLITE_READONLY
+    9: FaultKind.TOO_SLOW,  # SQLITE_INTERRUPT (dbselect.query_budget)
     10: FaultKind.UNUSABLE,  # SQLITE_IOERR
     11: FaultKind.UNUSABLE,  # SQLITE_CORRUPT
     13: FaultKind.DISK_FULL,  # SQLITE_FULL
@@ -70,6 +73,9 @@ _BY_TEXT = (
     ("busy", FaultKind.BUSY),
     ("readonly", FaultKind.READ_ONLY),
     ("disk is full", FaultKind.DISK_FULL),
+    ("interrupted", FaultKind.TOO_SLOW),
+    # trusted_schema=OFF refused a function called by the file's own trigger or view.
+    ("unsafe use of", FaultKind.UNUSABLE),
     ("disk i/o error", FaultKind.UNUSABLE),
     ("malformed", FaultKind.UNUSABLE),
     ("not a database", FaultKind.UNUSABLE),
@@ -110,6 +116,18 @@ def _describe(kind: FaultKind, message: str) -> str:
         return "The database file is read-only for the server."
     if kind is FaultKind.DISK_FULL:
         return "The disk that holds the database is full."
+    if kind is FaultKind.TOO_SLOW:
+        limit = float(get_config()["QUERY_TIME_LIMIT"])
+        return (
+            f"The database took longer than {limit:g} seconds to answer, so the request was "
+            "stopped (a very large query, or a trigger inside the file)."
+        )
+    if kind is FaultKind.MAINTENANCE:
+        wait = float(get_config()["MAINTENANCE_WAIT"])
+        return (
+            "An administrator is restoring or migrating this database; it stayed unavailable "
+            f"for more than {wait:g} seconds."
+        )
     return f"The database file became unreadable while in use ({message})."
 
 
@@ -119,8 +137,17 @@ def _unsaved_note(request: HttpRequest) -> str:
     return "Your change was not saved."
 
 
+def with_unsaved_note(request: HttpRequest, reason: str) -> str:
+    """Return `reason`, telling the user of a refused write that it was not saved."""
+    if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        return reason
+    return f"{reason} {_unsaved_note(request)}"
+
+
 def fault_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
     """Answer a request whose database failed with `exc`; None when `exc` is not a fault."""
+    if isinstance(exc, maintenance_gate.GateClosed):
+        return maintenance_page(request)
     fault = classify(exc)
     if fault is None:
         return None
@@ -154,6 +181,8 @@ def busy_page(request: HttpRequest, fault: Fault) -> HttpResponse:
         FaultKind.BUSY: "Database busy, try again",
         FaultKind.READ_ONLY: "Database is read-only",
         FaultKind.DISK_FULL: "Disk full",
+        FaultKind.TOO_SLOW: "Request took too long",
+        FaultKind.MAINTENANCE: "Database under maintenance, try again",
         FaultKind.UNUSABLE: "Database unavailable",
     }
     advice = {
@@ -162,6 +191,10 @@ def busy_page(request: HttpRequest, fault: Fault) -> HttpResponse:
             "Ask an administrator to check the file's permissions, or select another database."
         ),
         FaultKind.DISK_FULL: "Ask an administrator to free space on that disk.",
+        FaultKind.TOO_SLOW: (
+            "Try again; if it happens every time, ask an administrator to check the database."
+        ),
+        FaultKind.MAINTENANCE: "Try again in a moment; your data will be there.",
         FaultKind.UNUSABLE: "Select a database to continue.",
     }
     # Rendered without the request: the page must not touch the failing database (the
@@ -180,6 +213,11 @@ def busy_page(request: HttpRequest, fault: Fault) -> HttpResponse:
         },
     )
     response = HttpResponse(body, status=503)
-    if fault.kind is FaultKind.BUSY:
+    if fault.kind in (FaultKind.BUSY, FaultKind.MAINTENANCE):
         response["Retry-After"] = str(RETRY_AFTER)
     return response
+
+
+def maintenance_page(request: HttpRequest) -> HttpResponse:
+    """Return the 503 page for a request that waited too long for a restore or migration."""
+    return busy_page(request, Fault(FaultKind.MAINTENANCE, _describe(FaultKind.MAINTENANCE, "")))

@@ -8,7 +8,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from dbselect import faults, fingerprint, registry, session, state
+from dbselect import faults, fingerprint, maintenance_gate, registry, session, state
 from dbselect.fallback import FALLBACK_MESSAGE, fall_back, fallback_banner, to_selector
 
 __all__ = ["EXEMPT_PREFIXES", "FALLBACK_MESSAGE", "DatabaseSelectionMiddleware", "fallback_banner"]
@@ -37,28 +37,35 @@ class DatabaseSelectionMiddleware:
     def __call__(self, request: HttpRequest):
         if self.async_mode:
             return self.__acall__(request)
-        outcome = self._safe_bind(request)
-        if isinstance(outcome, HttpResponse):
-            return outcome
-        if outcome is not None:
-            state.activate(outcome)
         try:
-            response = self.get_response(request)
+            outcome = self._safe_bind(request)
+            if isinstance(outcome, HttpResponse):
+                return outcome
+            if outcome is not None:
+                state.activate(outcome)
+            try:
+                return self.get_response(request)
+            finally:
+                state.deactivate()
         finally:
-            state.deactivate()
-        return response
+            # The request no longer works on its database: a restore may proceed.
+            maintenance_gate.leave_all()
 
     async def __acall__(self, request: HttpRequest):
-        outcome = await sync_to_async(self._safe_bind)(request)
-        if isinstance(outcome, HttpResponse):
-            return outcome
-        if outcome is not None:
-            state.activate(outcome)
+        # Under ASGI the gate is held by the one thread that runs sync code for every request,
+        # so it protects less than under the shipped WSGI server (see maintenance_gate).
         try:
-            response = await self.get_response(request)
+            outcome = await sync_to_async(self._safe_bind)(request)
+            if isinstance(outcome, HttpResponse):
+                return outcome
+            if outcome is not None:
+                state.activate(outcome)
+            try:
+                return await self.get_response(request)
+            finally:
+                state.deactivate()
         finally:
-            state.deactivate()
-        return response
+            await sync_to_async(maintenance_gate.leave_all)()
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Turn a database-file fault raised by the view into a 503 page or a fallback."""
@@ -67,6 +74,8 @@ class DatabaseSelectionMiddleware:
     def _safe_bind(self, request: HttpRequest) -> str | HttpResponse | None:
         try:
             return self._bind(request)
+        except maintenance_gate.GateClosed:
+            return faults.maintenance_page(request)
         except DatabaseError as exc:
             # Falling back re-binds the login, which reads the previous database.
             response = faults.fault_response(request, exc)
@@ -83,7 +92,8 @@ class DatabaseSelectionMiddleware:
         try:
             engine = registry.open_engine(path)
         except registry.DatabaseUnavailable as exc:
-            return fall_back(request, path, exc.reason, exempt=exempt)
+            reason = faults.with_unsaved_note(request, exc.reason)
+            return fall_back(request, path, reason, exempt=exempt)
         if fingerprint.replaced(request, engine):
             # Same path, same inode, another database: never work on it silently.
             registry.dispose(path)

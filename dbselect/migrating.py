@@ -25,7 +25,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from audit import log as audit_log
-from dbselect import registry, state
+from dbselect import maintenance_gate, query_budget, registry, state
 from dbselect.schema import Migration, SchemaState
 from dbselect.validation import DatabaseInfo, ValidationFailed, inspect_database
 
@@ -131,46 +131,60 @@ def migrate_database(
 ) -> MigrationOutcome:
     """Apply the code's pending migrations to the file at `path` (absolute, validated)."""
     plan_for(path)
-    with file_lock(path, lock_timeout):
-        info = plan_for(path)  # again: the state may have changed while we waited
-        if info.state is SchemaState.UP_TO_DATE:
-            return MigrationOutcome(path, already_current=True)
-        engine = registry.register(path)
-        snapshot = (take_snapshot or _default_snapshot)(
-            path, author, "Before applying migrations: " + _names(info.pending)
-        )
-        output = io.StringIO()
-        connections[engine.alias].close()
-        try:
-            with state.override(engine.alias):
-                call_command(
-                    "migrate",
-                    database=engine.alias,
-                    interactive=False,
-                    verbosity=1,
-                    stdout=output,
-                    stderr=output,
-                )
-        except Exception as exc:  # any failure: put the file back as it was
-            reason = f"{type(exc).__name__}: {exc}"
-            restored = _restore(path, engine.alias, snapshot)
-            _audit(engine.alias, path, author, "failure", reason, request, restored)
-            raise MigrationFailed(reason, snapshot, restored) from exc
-        registry.dispose(path, forget=False)
-        outcome = MigrationOutcome(
-            path, applied=info.pending, snapshot=snapshot, log=output.getvalue().splitlines()
-        )
-        _audit(
-            engine.alias,
-            path,
-            author,
-            "success",
-            f"Applied {_names(info.pending)}; snapshot {snapshot.name}",
-            request,
-            True,
-        )
-        logger.info("migrated path=%r applied=%d snapshot=%s", path, len(info.pending), snapshot)
-        return outcome
+    try:
+        gate = maintenance_gate.exclusive(registry.register(path).path, timeout=lock_timeout)
+        with gate, file_lock(path, lock_timeout), query_budget.unlimited():
+            return _migrate_locked(path, author, take_snapshot, request)
+    except maintenance_gate.GateClosed:
+        raise MigrationInProgress(
+            f"Requests kept working on this database for {lock_timeout:g} s; nothing was "
+            "migrated. Try again in a moment."
+        ) from None
+
+
+def _migrate_locked(
+    path: str, author: str, take_snapshot: SnapshotTaker | None, request: object | None
+) -> MigrationOutcome:
+    """Migrate `path` while nobody else works on it (the caller holds the gate and lock)."""
+    info = plan_for(path)  # again: the state may have changed while we waited
+    if info.state is SchemaState.UP_TO_DATE:
+        return MigrationOutcome(path, already_current=True)
+    engine = registry.register(path)
+    snapshot = (take_snapshot or _default_snapshot)(
+        path, author, "Before applying migrations: " + _names(info.pending)
+    )
+    output = io.StringIO()
+    connections[engine.alias].close()
+    try:
+        with state.override(engine.alias):
+            call_command(
+                "migrate",
+                database=engine.alias,
+                interactive=False,
+                verbosity=1,
+                stdout=output,
+                stderr=output,
+            )
+    except Exception as exc:  # any failure: put the file back as it was
+        reason = f"{type(exc).__name__}: {exc}"
+        restored = _restore(path, engine.alias, snapshot)
+        _audit(engine.alias, path, author, "failure", reason, request, restored)
+        raise MigrationFailed(reason, snapshot, restored) from exc
+    registry.dispose(path, forget=False)
+    outcome = MigrationOutcome(
+        path, applied=info.pending, snapshot=snapshot, log=output.getvalue().splitlines()
+    )
+    _audit(
+        engine.alias,
+        path,
+        author,
+        "success",
+        f"Applied {_names(info.pending)}; snapshot {snapshot.name}",
+        request,
+        True,
+    )
+    logger.info("migrated path=%r applied=%d snapshot=%s", path, len(info.pending), snapshot)
+    return outcome
 
 
 def _restore(path: str, alias: str, snapshot: Path) -> bool:

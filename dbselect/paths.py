@@ -103,9 +103,25 @@ def _network_mounts() -> tuple[str, ...]:
     return tuple(sorted(mounts, key=len, reverse=True))
 
 
+def real_path(path: str) -> str:
+    """Return the file's real path: links resolved, `//` read as `/` as Linux does.
+
+    POSIX lets a leading `//` mean something else, so realpath() keeps it; Linux does not,
+    and one file must have one name here (one engine, one journal mode).
+    """
+    real = os.path.realpath(path)
+    if real.startswith("//"):
+        real = "/" + real.lstrip("/")
+    return real
+
+
 def is_network_path(path: str, mounts: tuple[str, ...] | None = None) -> bool:
-    """Return True for a UNC path or a path on a network file system (cifs, smb, nfs…)."""
-    if is_unc(path):
+    """Return True for a real path (see real_path) on a network file system (cifs, nfs…).
+
+    Decided from the mount table, never from how the path was typed: on Linux a UNC-looking
+    `//server/share/x` is the local path `/server/share/x`. On Windows a UNC path is remote.
+    """
+    if os.name == "nt" and is_unc(path):
         return True
     for mount in _network_mounts() if mounts is None else mounts:
         if path == mount or path.startswith(mount.rstrip("/") + "/"):

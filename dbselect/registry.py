@@ -27,20 +27,23 @@ from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.dispatch import receiver
 
-from dbselect import tracking
+from dbselect import live_files, maintenance_gate, tracking
 from dbselect.conf import get_config
-from dbselect.paths import is_network_path
+from dbselect.paths import is_network_path, real_path
 from dbselect.validation import (
     FileIdentity,
     ValidationFailed,
     inspect_database,
-    parse_header,
     refusal_reason,
 )
 
 _lock = threading.RLock()
-# Replaced as a whole under _lock, so readers need no lock and iteration is always safe.
+# Every spelling of a path seen -> its file's engine (one engine per file: a symlink,
+# /proc/self/root/…, //… and the real path all reach the same one). Replaced as a whole
+# under _lock, so readers need no lock and iteration is always safe.
 _engines: dict[str, Engine] = {}
+# (device, inode) -> engine: a hard link or bind mount of a cached file reuses its engine.
+_by_file: dict[tuple[int, int], Engine] = {}
 # path -> alias of every engine ever registered, kept after dispose (its settings stay too:
 # a request in flight may still query the alias, and re-registration reuses it).
 _known_aliases: dict[str, str] = {}
@@ -103,7 +106,12 @@ def connection_options(network: bool) -> dict[str, object]:
     return {
         "timeout": float(config["BUSY_TIMEOUT"]),
         "transaction_mode": "IMMEDIATE",
-        "init_command": f"PRAGMA journal_mode={journal};PRAGMA synchronous={synchronous}",
+        # trusted_schema=OFF: the file's triggers and views may not call functions that are
+        # not innocuous (dbselect.query_budget).
+        "init_command": (
+            f"PRAGMA journal_mode={journal};PRAGMA synchronous={synchronous};"
+            "PRAGMA trusted_schema=OFF"
+        ),
     }
 
 
@@ -138,8 +146,14 @@ def _publish(alias: str, cfg: dict[str, object]) -> None:
 
 
 def register(path: str, *, alias: str | None = None, display_name: str | None = None) -> Engine:
-    """Register `path` (absolute, normalised) and return its engine; idempotent."""
-    global _engines
+    """Register the file at `path` and return its engine; idempotent.
+
+    The file is identified by what it is, not by how `path` is spelled: its real path (links
+    resolved) names the engine, and a file already cached under another name (a hard link, a
+    bind mount) gets the engine it has. Journal mode and "network file" are decided from the
+    real path's file system, so no spelling can switch a file's journal for everybody.
+    """
+    global _engines, _by_file
     engine = _engines.get(path)
     if engine is not None:
         return engine
@@ -147,17 +161,24 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
         engine = _engines.get(path)
         if engine is not None:
             return engine
-        network = _is_network(path)
+        real = real_path(path)
+        engine = _engines.get(real) or _engine_of_file(real)
+        if engine is not None:
+            _engines = {**_engines, path: engine, real: engine}
+            return engine
+        # Before any connection can take a lock: raw reads of this file stop here.
+        live_files.mark_live(real)
+        network = _is_network(real)
         # Re-registered after a dispose: keep the alias it had (e.g. its scanner label).
-        alias = alias or _known_aliases.get(path)
+        alias = alias or _known_aliases.get(real)
         taken = connections.settings.get(alias) if alias else None
         # Sessions never use an alias with the stock backend (it may create the file), nor
         # one that belongs to another file: those paths get their own derived alias.
         if alias is None or (
-            taken is not None and (taken.get("NAME") != path or taken.get("ENGINE") != ENGINE)
+            taken is not None and (taken.get("NAME") != real or taken.get("ENGINE") != ENGINE)
         ):
-            alias = alias_for_path(path)
-        cfg = _settings_for(path, network)
+            alias = alias_for_path(real)
+        cfg = _settings_for(real, network)
         current = connections.settings.get(alias)
         # A re-registration (after a dispose) takes the current connection settings, unless
         # the alias is one the project configured itself.
@@ -166,16 +187,32 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
         ):
             _publish(alias, cfg)
         engine = Engine(
-            path=path,
+            path=real,
             alias=alias,
             network=network,
             journal_mode="delete" if network else "wal",
             identity=None,
             display_name=display_name,
         )
-        _known_aliases[path] = alias
-        _engines = {**_engines, path: engine}
+        _known_aliases[real] = alias
+        _engines = {**_engines, path: engine, real: engine}
+        key = _file_key(real)
+        if key is not None:
+            _by_file = {**_by_file, key: engine}
         return engine
+
+
+def _file_key(path: str) -> tuple[int, int] | None:
+    try:
+        return live_files.key_of(os.stat(path))
+    except OSError:
+        return None
+
+
+def _engine_of_file(path: str) -> Engine | None:
+    """Return the engine of the file at `path` when it is cached under another name."""
+    key = _file_key(path)
+    return _by_file.get(key) if key is not None else None
 
 
 def adopt_configured_aliases() -> None:
@@ -189,6 +226,7 @@ def adopt_configured_aliases() -> None:
                 continue
             path = os.path.normpath(os.path.abspath(name))
             _configured.add(alias)
+            live_files.mark_live(path)
             network = _is_network(path)
             cfg["OPTIONS"] = {**connection_options(network), **cfg.get("OPTIONS", {})}
             # Not entered in the engine cache: configured aliases keep Django's stock backend
@@ -197,19 +235,16 @@ def adopt_configured_aliases() -> None:
 
 
 def _is_network(path: str) -> bool:
-    """Return True for a UNC path or a file on a network mount, symlinks followed."""
-    if is_network_path(path):
-        return True
+    """Return True for a file on a network mount, decided from its real path's mount."""
     try:
-        # A local-looking path may be a symlink into an NFS/SMB mount.
-        return is_network_path(os.path.realpath(path))
+        return is_network_path(real_path(path))
     except OSError:
         return False
 
 
 def engines() -> list[Engine]:
-    """Return the cached engines of this process."""
-    return list(_engines.values())
+    """Return the cached engines of this process (each file once)."""
+    return list({id(e): e for e in _engines.values()}.values())
 
 
 def get_engine(path: str) -> Engine | None:
@@ -229,7 +264,9 @@ def validate_and_register(path: str) -> tuple[Engine, object]:
     engine = register(path, display_name=info.display_name)
     if engine.identity is not None and not engine.identity.same_file(info.identity):
         # A different file now stands at this path: connections to the old one must go.
-        dispose(path, forget=False)
+        dispose(engine.path, forget=False)
+    # The request works on this file from here on: not while it is restored or migrated.
+    maintenance_gate.enter(engine.path)
     engine.identity = info.identity
     engine.display_name = info.display_name
     return engine, info
@@ -238,9 +275,11 @@ def validate_and_register(path: str) -> tuple[Engine, object]:
 def open_engine(path: str) -> Engine:
     """Return a usable engine for a session's selected path, checking the file cheaply.
 
-    A cached engine costs one stat() per request; its header is re-read only when the file's
-    size or mtime changed. A new engine (first use in this process) is fully validated.
-    Dispose requests of other worker processes are applied first (a memory read when none).
+    A cached engine costs one stat() per request (the file is never opened here). A new
+    engine (first use in this process) is fully validated. Dispose requests of other worker
+    processes are applied first (a memory read when none). The calling thread then holds the
+    file's maintenance gate until its request ends (raises maintenance_gate.GateClosed while
+    an administrator restores or migrates it).
     """
     apply_remote_disposals()
     engine = _engines.get(path)
@@ -248,15 +287,24 @@ def open_engine(path: str) -> Engine:
         engine, _ = validate_and_register(path)
     else:
         _check_unchanged(engine)
+        maintenance_gate.enter(engine.path)
     tracking.mark_used(engine.alias)
     engine.touch()
     return engine
 
 
 def _check_unchanged(engine: Engine) -> None:
+    """Refuse the engine's file when it is gone or another file stands at its path.
+
+    One stat() and nothing else: the file is never opened here (see dbselect.live_files),
+    and its header is not re-read, because a header read while a writer or a checkpoint
+    extends the file can describe pages not yet written and refuse a healthy file. Damage
+    inside the file surfaces as a SQLite error on the next query (dbselect.faults).
+    """
     try:
         st = os.stat(engine.path)
     except FileNotFoundError:
+        _lost_identity(engine)
         raise DatabaseUnavailable("The database file no longer exists.") from None
     except OSError as exc:
         raise DatabaseUnavailable(f"The database file cannot be reached: {exc.strerror}.") from None
@@ -264,18 +312,33 @@ def _check_unchanged(engine: Engine) -> None:
     known = engine.identity
     assert known is not None
     if not known.same_file(current):
+        _lost_identity(engine)
         raise DatabaseUnavailable("The database file was replaced by a different file.")
-    if (current.size, current.mtime_ns) == (known.size, known.mtime_ns):
-        return
-    try:
-        with open(engine.path, "rb") as fh:
-            data = fh.read(100)
-        parse_header(data, current.size)
-    except ValidationFailed as exc:
-        raise DatabaseUnavailable(exc.reason) from None
-    except OSError as exc:
-        raise DatabaseUnavailable(f"The database file cannot be read: {exc.strerror}.") from None
+    if current.size < known.size:
+        # NukeWorks never shrinks a file in use but by a restore (which re-validates it):
+        # something truncated it. Validate it again, through SQLite only.
+        if current.size == 0:
+            raise DatabaseUnavailable(
+                "The file is not a SQLite database any more: it is empty (0 bytes)."
+            )
+        try:
+            reason = refusal_reason(inspect_database(engine.path))
+        except ValidationFailed as exc:
+            reason = exc.reason
+        if reason:
+            raise DatabaseUnavailable(reason)
     engine.identity = current
+
+
+def _lost_identity(engine: Engine) -> None:
+    """The file was renamed, deleted or replaced behind the app's back: stop writing to it.
+
+    Closing every connection (here and in every worker) lets the last one checkpoint the WAL
+    into the file it belongs to, wherever that file now is, instead of leaving acknowledged
+    writes only in a -wal beside the old name. Sessions are refused from now on (fallback).
+    """
+    logger.warning("database file changed identity, disposing path=%s", engine.path)
+    dispose(engine.path, everywhere=True)
 
 
 def dispose(path: str, *, forget: bool = True, everywhere: bool = False) -> bool:
@@ -287,7 +350,7 @@ def dispose(path: str, *, forget: bool = True, everywhere: bool = False) -> bool
     `everywhere`, every other worker process of this machine does the same (engine_store).
     Return False when the path was not cached here.
     """
-    global _engines
+    global _engines, _by_file
     if everywhere:
         from dbselect.engine_store import get_store
 
@@ -298,7 +361,9 @@ def dispose(path: str, *, forget: bool = True, everywhere: bool = False) -> bool
         if alias is not None:
             tracking.bump(alias)
         if engine is not None and forget:
-            _engines = {p: e for p, e in _engines.items() if p != path}
+            # Every spelling of the file goes, so its next use re-validates it.
+            _engines = {p: e for p, e in _engines.items() if e is not engine}
+            _by_file = {k: e for k, e in _by_file.items() if e is not engine}
     if alias is not None:
         tracking.close_everywhere(alias)
     return engine is not None

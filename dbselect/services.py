@@ -10,9 +10,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest
 
 from audit import log as audit_log
-from dbselect import registry, selector_cache, session
+from dbselect import maintenance_gate, registry, selector_cache, session
 from dbselect.models import SystemSetting
-from dbselect.paths import PathRejected, check_allowed, normalize_user_path
+from dbselect.paths import PathRejected, bounded, check_allowed, normalize_user_path, real_path
 from dbselect.scanner import snapshot_dir_for
 from dbselect.validation import DatabaseInfo, ValidationFailed, inspect_database, refusal_reason
 
@@ -35,8 +35,10 @@ class SelectionResult:
 def check_path(raw: object) -> tuple[str, DatabaseInfo]:
     """Normalise, authorise and validate a user-typed path; raise ValidationFailed if unusable."""
     try:
-        path = normalize_user_path(raw)
-        check_allowed(path)
+        typed = normalize_user_path(raw)
+        check_allowed(typed)
+        # One file, one name: links, /proc/self/root/… and // spellings all end here.
+        path = bounded(lambda: real_path(typed))
     except PathRejected as exc:
         raise ValidationFailed(str(exc)) from None
     if _is_snapshot(path):
@@ -79,6 +81,12 @@ def _switch(request: HttpRequest, path: str, display_name: str) -> SelectionResu
     except registry.DatabaseUnavailable as exc:
         _audit_refusal(request, path, exc.reason)
         return SelectionResult(False, path=path, reason=exc.reason)
+    except maintenance_gate.GateClosed:
+        reason = (
+            "An administrator is restoring or migrating this database right now; "
+            "try again in a moment."
+        )
+        return SelectionResult(False, path=path, reason=reason)
     warnings = list(info.warnings)
     name = display_name.strip()[:MAX_DISPLAY_NAME]
     if name and name != info.display_name:

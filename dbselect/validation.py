@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+from dbselect import live_files
 from dbselect.paths import PathRejected, bounded
 from dbselect.schema import Migration, SchemaState, compare
 
@@ -71,7 +71,8 @@ class DatabaseInfo:
     state: SchemaState
     display_name: str | None
     identity: FileIdentity
-    header: SqliteHeader
+    # None for a file this process works on (its header is read by SQLite only).
+    header: SqliteHeader | None
     is_empty: bool = False
     pending: tuple[Migration, ...] = ()
     unknown: tuple[Migration, ...] = ()
@@ -115,23 +116,26 @@ def parse_header(data: bytes, size: int) -> SqliteHeader:
     return SqliteHeader(page_size=page_size, wal=write_version == 2, page_count=page_count)
 
 
-def read_header(path: str) -> tuple[SqliteHeader, FileIdentity]:
-    """Open `path` read-only (never creating it); check it is a regular file; parse its header."""
+def read_header(path: str) -> tuple[SqliteHeader | None, FileIdentity]:
+    """Check `path` is a regular file and parse its header, read-only, never creating it.
 
-    def _read() -> tuple[bytes, os.stat_result]:
-        # O_NONBLOCK: a FIFO swapped in after a stat must not block this thread.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    The header of a file this process works on (a *live* file, see dbselect.live_files) is
+    not read raw: that would release SQLite's locks. It is None then, and validation reads
+    the file through SQLite alone, which checks the header itself.
+    """
+
+    def _read() -> tuple[bytes | None, os.stat_result]:
         try:
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                raise ValidationFailed("This path is a folder, not a database file.")
-            if not stat.S_ISREG(st.st_mode):
-                raise ValidationFailed(
-                    "This path is not a regular file (it is a device, pipe or socket)."
-                )
-            return os.pread(fd, HEADER_SIZE, 0), st
-        finally:
-            os.close(fd)
+            raw = live_files.read_prefix(path, HEADER_SIZE)
+        except live_files.LiveFile:
+            return None, os.stat(path)
+        except live_files.NotRegularFile as exc:
+            if exc.is_dir:
+                raise ValidationFailed("This path is a folder, not a database file.") from None
+            raise ValidationFailed(
+                "This path is not a regular file (it is a device, pipe or socket)."
+            ) from None
+        return raw.data, raw.stat
 
     try:
         data, st = bounded(_read)
@@ -145,6 +149,8 @@ def read_header(path: str) -> tuple[SqliteHeader, FileIdentity]:
         raise ValidationFailed("The server is not allowed to read this file.") from None
     except OSError as exc:
         raise ValidationFailed(f"The file cannot be opened: {exc.strerror or exc}.") from None
+    if data is None:
+        return None, FileIdentity.of(st)
     if st.st_size == 0 and not data:
         raise ValidationFailed("The file is empty (0 bytes), not a SQLite database.")
     # Kernel files such as /proc/self/environ report size 0 but have content: the header
@@ -160,7 +166,7 @@ def readonly_uri(path: str, *, immutable: bool = False) -> str:
     return f"file://{urllib.parse.quote(path, safe='/')}?{query}"
 
 
-def needs_immutable(path: str, header: SqliteHeader) -> bool:
+def needs_immutable(path: str, header: SqliteHeader | None) -> bool:
     """Return True when reading `path` with plain `mode=ro` would create files beside it.
 
     A WAL-mode file needs both `-wal` and `-shm` to be read with `mode=ro`; SQLite creates
@@ -170,8 +176,10 @@ def needs_immutable(path: str, header: SqliteHeader) -> bool:
     validation can only err towards "needs migration", never towards accepting a newer schema
     it did not read.
     """
-    if not header.wal:
+    if header is not None and not header.wal:
         return False
+    # No header (a file this process works on, or a new file at a reused inode): read it as
+    # if it were in WAL mode, so that nothing is created beside it either.
     return not (os.path.exists(path + "-wal") and os.path.exists(path + "-shm"))
 
 
@@ -188,7 +196,9 @@ _LIMITS = {
 _PROGRESS_STEPS = 10_000
 
 
-def open_readonly(path: str, header: SqliteHeader, timeout: float = 2.0) -> sqlite3.Connection:
+def open_readonly(
+    path: str, header: SqliteHeader | None, timeout: float = 2.0
+) -> sqlite3.Connection:
     """Open an untrusted file read-only without creating anything beside it."""
     conn = sqlite3.connect(
         readonly_uri(path, immutable=needs_immutable(path, header)),
@@ -244,6 +254,8 @@ def inspect_database(path: str) -> DatabaseInfo:
         deadline = time.monotonic() + VALIDATION_TIME_LIMIT
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
         try:
+            if header is None:
+                _check_size_through_sqlite(conn, path)
             return _inspect_open(conn, path, header, identity)
         finally:
             conn.close()
@@ -258,8 +270,33 @@ def inspect_database(path: str) -> DatabaseInfo:
         raise ValidationFailed(_describe_sqlite_error(exc)) from None
 
 
+def _check_size_through_sqlite(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a live file shorter than SQLite says it is (truncated behind our back).
+
+    Asked inside one read transaction, and only when the WAL is empty: then every page of
+    the database must be in the main file. With frames in the WAL, pages past the end of
+    the file may legitimately live there, so nothing is concluded.
+    """
+    conn.execute("BEGIN")
+    try:
+        page_count = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        try:
+            wal_size = os.stat(path + "-wal").st_size
+        except FileNotFoundError:
+            wal_size = 0
+        size = os.stat(path).st_size
+    finally:
+        conn.execute("COMMIT")
+    if wal_size == 0 and page_count * page_size > size:
+        raise ValidationFailed(
+            f"The file is truncated: SQLite expects {page_count} pages "
+            f"but the file holds only {size // page_size}."
+        )
+
+
 def _inspect_open(
-    conn: sqlite3.Connection, path: str, header: SqliteHeader, identity: FileIdentity
+    conn: sqlite3.Connection, path: str, header: SqliteHeader | None, identity: FileIdentity
 ) -> DatabaseInfo:
     tables = {
         name
@@ -270,6 +307,7 @@ def _inspect_open(
     }
     if "django_migrations" not in tables:
         return DatabaseInfo(path, SchemaState.NOT_NUKEWORKS, None, identity, header)
+    _refuse_untrusted_schema(conn)
     applied = {
         (str(app), str(name))
         for app, name in conn.execute("SELECT app, name FROM django_migrations").fetchall()
@@ -300,6 +338,30 @@ def _inspect_open(
         pending=comparison.pending,
         unknown=comparison.unknown,
         warnings=warnings,
+    )
+
+
+def _refuse_untrusted_schema(conn: sqlite3.Connection) -> None:
+    """Refuse a file that defines triggers or views: NukeWorks creates neither.
+
+    A trigger runs inside NukeWorks' own writes and a view inside any query naming it, with
+    the server's time and functions; `trusted_schema=OFF` and the query time budget limit
+    what they can do, but a file that carries them was not made by NukeWorks alone.
+    """
+    rows = conn.execute(
+        "SELECT type, name, tbl_name FROM sqlite_master "
+        "WHERE type IN ('trigger', 'view') ORDER BY type, name LIMIT 6"
+    ).fetchall()
+    if not rows:
+        return
+    named = [
+        f'{kind} "{name}"' + (f' on "{table}"' if kind == "trigger" else "")
+        for kind, name, table in rows[:5]
+    ]
+    more = ", …" if len(rows) > 5 else ""
+    raise ValidationFailed(
+        "The file defines triggers or views that NukeWorks did not create "
+        f"({', '.join(named)}{more}). They would run on the server, so the file is not opened."
     )
 
 

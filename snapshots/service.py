@@ -11,6 +11,7 @@ import contextlib
 import logging
 import sqlite3
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit import log as audit_log
 from audit.models import AuditEntry
-from dbselect import registry
+from dbselect import maintenance_gate, registry
 from dbselect.scanner import snapshot_dir_for
 from dbselect.schema import SchemaState
 from dbselect.validation import ValidationFailed, inspect_database
@@ -414,6 +415,20 @@ def _carry_audit(alias: str, rows: list[dict]) -> None:
         AuditEntry.objects.using(alias).bulk_update(created, ["created_at"])
 
 
+@contextlib.contextmanager
+def _maintenance(database: str) -> Iterator[None]:
+    """Hold the database alone (maintenance_gate): writes wait, none falls between the
+    safety snapshot and the restore."""
+    try:
+        with maintenance_gate.exclusive(registry.register(database).path, timeout=LOCK_TIMEOUT):
+            yield
+    except maintenance_gate.GateClosed:
+        raise SnapshotBusy(
+            f"Requests kept working on this database for {LOCK_TIMEOUT:g} s; nothing was "
+            "restored. Try again in a moment."
+        ) from None
+
+
 def restore_snapshot(
     database: str,
     name: str,
@@ -432,7 +447,12 @@ def restore_snapshot(
     """
     alias = _alias(database)
     try:
-        with folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT):
+        # First the gate (no request works on the database until the restore is over), then
+        # the folder: a request taking a snapshot holds the gate while it waits for the folder.
+        with (
+            _maintenance(database),
+            folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT),
+        ):
             snapshot = get_snapshot(database, name)
             _verify_restorable(snapshot, allow_old_schema=allow_old_schema)
             safety = _create(

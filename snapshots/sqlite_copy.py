@@ -88,16 +88,24 @@ def sha256_of(path: str | Path, chunk: int = 4 << 20) -> str:
 
 
 def page_size_of(path: str | Path) -> int | None:
-    """Return the page size recorded in a SQLite header, or None if there is no valid header."""
+    """Return the page size of a SQLite file, or None when SQLite cannot read it.
+
+    Asked of SQLite, never read from the file with a descriptor of our own: the file may be
+    the live database, and closing any descriptor of it would release SQLite's locks
+    (dbselect.live_files).
+    """
     try:
-        with open(path, "rb") as fh:
-            header = fh.read(100)
-    except OSError:
+        conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=5)
+    except sqlite3.Error:
         return None
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+    try:
+        # The schema read makes SQLite check the header: a non-database fails here.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    except sqlite3.Error:
         return None
-    size = int.from_bytes(header[16:18], "big")
-    return 65536 if size == 1 else size
+    finally:
+        conn.close()
 
 
 def _fsync(path: str | Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import io
-import os
 import sqlite3
 
 import pytest
@@ -65,15 +64,6 @@ def test_transactions_take_the_write_lock_at_begin(make_database):
         other.close()
 
 
-def test_unc_paths_get_the_rollback_journal():
-    for path in ("//server/share/plant/nukeworks.sqlite", r"\\server\share\x.sqlite"):
-        engine = registry.register(path)
-        assert engine.network
-        assert engine.journal_mode == "delete"
-        init = connections.settings[engine.alias]["OPTIONS"]["init_command"]
-        assert "journal_mode=DELETE" in init
-
-
 FAKE_MOUNTS = """\
 /dev/vda1 / ext4 rw,relatime 0 0
 //filer/plant /mnt/plant\\040share cifs rw,vers=3.0 0 0
@@ -114,11 +104,3 @@ def test_file_on_a_network_mount_is_opened_with_the_rollback_journal(make_databa
     engine = registry.register(str(path))
     assert engine.network and engine.journal_mode == "delete"
     assert _pragmas(engine.alias)["journal_mode"] == "delete"
-
-
-def test_symlink_into_a_network_mount_counts_as_network(make_database, tmp_path, monkeypatch):
-    path = make_database()
-    link = tmp_path / "local-looking.sqlite"
-    os.symlink(path, link)
-    monkeypatch.setattr(paths, "_network_mounts", lambda: (str(path.parent),))
-    assert registry.register(str(link)).journal_mode == "delete"

@@ -1,0 +1,137 @@
+"""The maintenance gate of a database: requests pass together, a restore or migration alone.
+
+A restore takes a safety snapshot and then writes a snapshot's pages into the live file. A
+write committed between those two steps would be in neither, and acknowledged to its user
+all the same. So every request working on a database holds that database's gate *shared*
+for as long as it runs, and a restore or migration holds it *exclusive*: it waits for the
+requests in flight to finish, and new requests wait (up to `DBSELECT["MAINTENANCE_WAIT"]`
+seconds, then a 503 page that says nothing was saved) until it is done, and then work on the
+restored data.
+
+The gate is two `flock()` lock files per database in the machine's engine store folder, so it
+holds across gunicorn's worker processes and threads alike (each holder opens its own file
+description). These are lock files of their own, never the database file: flock() locks on
+them cannot disturb SQLite's POSIX locks. The *turnstile* gives maintenance priority: a
+restore first closes the turnstile, so the steady stream of new requests stops while the
+ones in flight drain from the gate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from dbselect.conf import get_config
+from dbselect.engine_conf import engine_setting
+
+POLL_INTERVAL = 0.005
+
+_local = threading.local()
+
+
+class GateClosed(Exception):
+    """The database stayed under maintenance longer than the caller could wait."""
+
+
+def _folder() -> Path:
+    folder = Path(engine_setting("ENGINE_STORE_DIR")) / "gates"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _files(database: str) -> tuple[Path, Path]:
+    digest = hashlib.sha256(database.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    folder = _folder()
+    return folder / f"{digest}.turnstile", folder / f"{digest}.gate"
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _lock(fd: int, mode: int, deadline: float) -> bool:
+    """flock() `fd` in `mode`, polling until `deadline`; return False when it timed out."""
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_INTERVAL)
+
+
+def _held() -> dict[str, int]:
+    held = getattr(_local, "held", None)
+    if held is None:
+        held = _local.held = {}
+    return held
+
+
+def enter(database: str, timeout: float | None = None) -> None:
+    """Hold `database`'s gate shared for the calling thread's request; raise GateClosed."""
+    held = _held()
+    if database in held:
+        return
+    wait = float(get_config()["MAINTENANCE_WAIT"]) if timeout is None else timeout
+    deadline = time.monotonic() + wait
+    turnstile_path, gate_path = _files(database)
+    turnstile = _open(turnstile_path)
+    try:
+        # Pass the turnstile (closed while maintenance waits or runs), then join the gate.
+        if not _lock(turnstile, fcntl.LOCK_SH, deadline):
+            raise GateClosed(database)
+    finally:
+        os.close(turnstile)
+    gate = _open(gate_path)
+    if not _lock(gate, fcntl.LOCK_SH, deadline):
+        os.close(gate)
+        raise GateClosed(database)
+    held[database] = gate
+
+
+def leave_all() -> None:
+    """Release every gate the calling thread holds (the end of its request)."""
+    held = _held()
+    for fd in held.values():
+        os.close(fd)
+    held.clear()
+
+
+@contextlib.contextmanager
+def exclusive(database: str, timeout: float = 30.0) -> Iterator[None]:
+    """Hold `database` alone: no request works on it until the block ends.
+
+    Called from a request that itself holds the gate shared (the admin's restore), that
+    shared hold is given up first and taken back afterwards, so two admins restoring at once
+    queue instead of waiting for each other. Raise GateClosed after `timeout` seconds.
+    """
+    held = _held()
+    own = held.pop(database, None)
+    if own is not None:
+        os.close(own)
+    deadline = time.monotonic() + timeout
+    turnstile_path, gate_path = _files(database)
+    turnstile = _open(turnstile_path)
+    gate = None
+    try:
+        if not _lock(turnstile, fcntl.LOCK_EX, deadline):
+            raise GateClosed(database)
+        gate = _open(gate_path)
+        if not _lock(gate, fcntl.LOCK_EX, deadline):
+            raise GateClosed(database)
+        yield
+    finally:
+        if gate is not None:
+            os.close(gate)
+        os.close(turnstile)
+        if own is not None:
+            # Back to where the request was; waiting is fine, the maintenance is over.
+            with contextlib.suppress(GateClosed):
+                enter(database, timeout=timeout)
