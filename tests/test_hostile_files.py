@@ -199,11 +199,17 @@ def _booby_trapped(path: Path) -> None:
 
 
 def test_views_and_triggers_of_a_file_are_never_run(make_database):
+    """A file with triggers or views is refused, naming them; none of them ran."""
     path = make_database(name="Trapped", companies=["Co"])
     _booby_trapped(path)
     before = folder_state(path.parent)
-    info = inspect_database(str(path))  # would raise "no such function: boom" if run
-    assert info.display_name is None
+    with pytest.raises(ValidationFailed) as caught:
+        inspect_database(str(path))  # would raise "no such function: boom" if run
+    assert caught.value.reason == (
+        "The file defines triggers or views that NukeWorks did not create "
+        '(trigger "trap" on "companies_company", view "system_settings"). '
+        "They would run on the server, so the file is not opened."
+    )
     assert folder_state(path.parent) == before
 
 
