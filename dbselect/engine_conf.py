@@ -25,8 +25,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "ENGINE_HEARTBEAT": 5.0,
     # "Dispose all idle" disposes engines no worker has used for this many seconds.
     "ENGINE_IDLE_SECONDS": 300,
-    # Persistent connections (CONN_MAX_AGE > 0) one thread keeps open at most; the least
-    # recently used beyond it are closed when a request ends (file-descriptor bound).
+    # Persistent connections (CONN_MAX_AGE > 0) one thread holds open at most, at any moment:
+    # the least recently used are closed before it opens one more (file-descriptor bound).
     "MAX_CONNECTIONS_PER_THREAD": 8,
     # Seconds the engines page waits for the other workers to publish a fresh table.
     "ENGINE_REFRESH_WAIT": 1.0,

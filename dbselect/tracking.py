@@ -10,9 +10,15 @@ persistent connection (CONN_MAX_AGE > 0) and may not serve a request for a long 
 - a thread serving a request holds its own `lock`; another thread (the dispose itself, or the
   engine janitor) may close a server thread's connections only while it holds that lock, i.e.
   only while the owner is between requests and cannot touch them;
+- a thread serving a request never holds more than MAX_CONNECTIONS_PER_THREAD connections,
+  at any moment: before it opens one more (the runtime backend calls `make_room`), it closes
+  its least recently used idle ones. Closing only at request end was not enough: Django sends
+  request_finished when the server closes the response, i.e. after the client already has
+  every byte, so the thread briefly held limit + 1 files while its client had moved on;
 - when a request ends, a thread keeps at most MAX_CONNECTIONS_PER_THREAD persistent
-  connections (least recently used closed first), so open file descriptors stay below
-  threads x recently used databases, and drops the per-thread objects of closed ones.
+  connections (least recently used closed first; it catches what `make_room` had to leave
+  open inside a transaction), so open file descriptors stay below threads x recently used
+  databases, and drops the per-thread objects of closed ones.
 
 Django's own request_started/request_finished receivers `close_old_connections` and
 `reset_queries` visit *every* alias in `connections.settings` through an asgiref Local
@@ -33,6 +39,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from dbselect.engine_conf import engine_setting
+from dbselect.state import get_active_alias
 
 GENERATION_ATTR = "_nukeworks_dispose_generation"
 
@@ -128,6 +135,37 @@ def mark_used(alias: str) -> None:
     wrapper = state.open.get(alias)
     if wrapper is not None and _stale(alias, wrapper):
         close_quietly(wrapper)
+
+
+def make_room(alias: str) -> None:
+    """Before this thread connects to `alias`: close its least recently used idle connections.
+
+    Called by the runtime backend just before it opens a file, so that a thread serving a
+    request holds at most MAX_CONNECTIONS_PER_THREAD connections at every moment, the new one
+    included. Never closed: the alias being opened, the request's own database, and any
+    connection inside a transaction or shared with another thread (its user would lose it
+    mid-work). The closed wrappers stay in the registry until `tidy` forgets them at request
+    end, so a caller holding a reference to one simply reconnects.
+    """
+    state = current()
+    # Like `tidy`: the test client keeps connections between requests, and outside a request
+    # (management commands, tests working on files directly) nothing promised a bound.
+    if not state.in_request or state.test_client:
+        return
+    limit = max(int(engine_setting("MAX_CONNECTIONS_PER_THREAD")), 1)
+    others = [a for a, w in state.open.items() if a != alias and w.connection is not None]
+    surplus = len(others) + 1 - limit
+    if surplus <= 0:
+        return
+    active = get_active_alias()
+    for other in sorted(others, key=lambda a: state.used.get(a, 0.0)):
+        if surplus <= 0:
+            break
+        wrapper = state.open[other]
+        if other == active or wrapper.allow_thread_sharing or not wrapper.autocommit:
+            continue
+        if close_quietly(wrapper):
+            surplus -= 1
 
 
 def on_request_started(sender: Any, **kwargs: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.db import connections
@@ -96,3 +98,18 @@ def company_names(path: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM companies_company")}
     finally:
         conn.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds passed; return its last value.
+
+    For resources that settle a moment after the client has its answer (descriptors,
+    connections and threads a server releases once the response is closed): on a busy machine
+    that moment can be long. The caller still asserts the exact bound afterwards.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import threading
 import time
 import tracemalloc
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 
-from dbselect import registry, tracking
+from dbselect import registry, state, tracking
+from dbselect.models import SystemSetting
 from tests import live
 
 
@@ -106,6 +108,54 @@ def test_a_thread_keeps_at_most_the_configured_persistent_connections(make_datab
     tracking.on_request_finished(sender=WSGIHandler)
     still_open = [p for p in files if open_files(p)]
     assert still_open == files[-3:]
+
+
+def test_a_thread_never_holds_more_than_the_configured_connections_during_a_request(
+    make_database, settings
+):
+    """The bound holds at every moment, not only once the request has ended.
+
+    The server sends request_finished only after the client has the whole response, so a
+    bound applied only then let a thread hold one file too many while its client moved on.
+    """
+    settings.DBSELECT = {**settings.DBSELECT, "MAX_CONNECTIONS_PER_THREAD": 3}
+    files = [str(make_database(name=None)) for _ in range(6)]
+    held_after_each = []
+    tracking.on_request_started(sender=WSGIHandler)
+    try:
+        for path in files:
+            connections[registry.open_engine(path).alias].ensure_connection()
+            held_after_each.append(len([p for p in files if open_files(p)]))
+        assert [p for p in files if open_files(p)] == files[-3:]
+    finally:
+        tracking.on_request_finished(sender=WSGIHandler)
+    assert held_after_each == [1, 2, 3, 3, 3, 3]
+
+
+def test_making_room_never_closes_the_requests_database_or_an_open_transaction(
+    make_database, settings
+):
+    settings.DBSELECT = {**settings.DBSELECT, "MAX_CONNECTIONS_PER_THREAD": 2}
+    own, busy, *others = [str(make_database(name=None)) for _ in range(4)]
+    own_alias, busy_alias = registry.open_engine(own).alias, registry.open_engine(busy).alias
+    tracking.on_request_started(sender=WSGIHandler)
+    try:
+        with state.override(own_alias), transaction.atomic(using=busy_alias):
+            SystemSetting.objects.using(busy_alias).create(key="written", value="before")
+            connections[own_alias].ensure_connection()
+            for path in others:
+                connections[registry.open_engine(path).alias].ensure_connection()
+            assert open_files(own) and open_files(busy)
+            SystemSetting.objects.using(busy_alias).create(key="also", value="after")
+    finally:
+        tracking.on_request_finished(sender=WSGIHandler)
+    conn = sqlite3.connect(busy)
+    try:
+        keys = {row[0] for row in conn.execute("SELECT key FROM system_settings")}
+    finally:
+        conn.close()
+    assert {"written", "also"} <= keys
+    assert len([p for p in [own, busy, *others] if open_files(p)]) == 2
 
 
 def test_memory_per_registered_alias_is_small():

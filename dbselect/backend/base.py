@@ -1,4 +1,4 @@
-"""DatabaseWrapper: Django's SQLite wrapper, opening the file with mode=rw."""
+"""DatabaseWrapper: Django's SQLite wrapper, opening the file with mode=rw, within the bound."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import urllib.parse
 from typing import Any
 
 from django.db.backends.sqlite3 import base
+
+from dbselect import tracking
 
 
 def no_create_uri(path: str) -> str:
@@ -23,3 +25,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if not name.startswith("file:") and name != ":memory:":
             params["database"] = no_create_uri(name)
         return params
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        # Room first, then the file: a server thread never holds more than
+        # MAX_CONNECTIONS_PER_THREAD open files, not even for the rest of a request.
+        tracking.make_room(self.alias)
+        return super().get_new_connection(conn_params)
