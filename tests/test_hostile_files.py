@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import pwd
 import shutil
@@ -12,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -253,38 +255,143 @@ def test_proc_files_reporting_size_zero_are_read_as_content(tmp_path):
         read_header("/proc/self/environ")
 
 
-def _as_nobody(code: str) -> str:
-    """Run `code` in a child process as the unprivileged user `nobody`; return its output.
+REPO = Path(__file__).resolve().parent.parent
+# What the child run as `nobody` imports before the test's own code.
+NOBODY_PRELUDE = "import django\ndjango.setup()\n"
+NOBODY_IMPORTS = ("dbselect.browse", "dbselect.paths", "dbselect.validation")
 
-    The venv's interpreter may live under root's home (pyenv), which `nobody` cannot enter;
-    the system's Python of the same version then runs with the venv's packages on its path.
+
+def _world_traversable(path: Path) -> bool:
+    """Return True when every user may pass through `path` and all its parents."""
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+
+
+def _imported_top_level(roots: list[Path], scratch: Path) -> list[Path]:
+    """Return the packages (folders) and modules (files) under `roots` that the child imports.
+
+    Found by importing the same modules in a child of our own, so the list follows the code:
+    Django, its dependencies and the project's packages, nothing of pytest.
     """
-    nobody = pwd.getpwnam("nobody")
-    site_packages = sysconfig.get_paths()["purelib"]
+    code = (
+        NOBODY_PRELUDE
+        + "".join(f"import {name}\n" for name in NOBODY_IMPORTS)
+        + "import json, sys\n"
+        "print(json.dumps([getattr(m, '__file__', None) for n, m in list(sys.modules.items())"
+        " if '.' not in n]))\n"
+    )
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": os.pathsep.join([os.getcwd(), site_packages]),
+        "PYTHONPATH": str(REPO),
+        "TMPDIR": str(scratch),
     }
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for interpreter in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
-        try:
-            result = subprocess.run(
-                [interpreter, "-c", "import django; django.setup()\n" + code],
-                user=nobody.pw_uid,
-                group=nobody.pw_gid,
-                extra_groups=[],
-                env=env,
-                cwd="/",
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        except (PermissionError, FileNotFoundError):
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    )
+    found: set[Path] = set()
+    for name in json.loads(result.stdout.splitlines()[-1]):
+        if not name:
             continue
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
-    pytest.skip(f"no {version} interpreter that the user 'nobody' may run")
+        file = Path(name).resolve()
+        top = file.parent if file.name == "__init__.py" else file
+        if top.parent in roots:
+            found.add(top)
+    return sorted(found)
+
+
+def _world_readable_copy(sources: list[Path], target: Path) -> None:
+    """Copy `sources` into `target`, readable by everybody whatever the umask of the checkout."""
+    for source in sources:
+        if source.is_dir():
+            # __pycache__ included: the child may not write one and would compile every time.
+            shutil.copytree(source, target / source.name, symlinks=False)
+        else:
+            shutil.copy2(source, target / source.name)
+    for parent, _, files in os.walk(target):
+        os.chmod(parent, 0o755)
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o644)
+
+
+@pytest.fixture(scope="module")
+def nobody_python() -> Iterator[tuple[str, dict[str, str]]]:
+    """An interpreter and environment with which `nobody` can run the project's code.
+
+    The checkout may lie in a folder `nobody` cannot enter (a fresh clone inside `mktemp -d`),
+    and so may the venv's interpreter (pyenv under /root): the child gets a world-readable
+    copy of the packages it imports in a world-traversable temporary folder, and the first
+    Python 3.11+ it may execute (the venv's own, else the system's).
+    """
+    nobody = pwd.getpwnam("nobody")
+    bases = [Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")]
+    base = next((b for b in bases if b.is_dir() and _world_traversable(b)), None)
+    if base is None:
+        pytest.skip("no temporary folder that the user 'nobody' may enter")
+    root = Path(tempfile.mkdtemp(prefix="nukeworks-nobody-", dir=base))
+    try:
+        paths = sysconfig.get_paths()
+        roots = sorted({Path(paths["purelib"]).resolve(), Path(paths["platlib"]).resolve(), REPO})
+        home = root / "home"
+        home.mkdir()
+        _world_readable_copy(_imported_top_level(roots, home), root / "lib")
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        root.chmod(0o755)
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": str(root / "lib"),
+            "HOME": str(home),
+            # tests.settings makes its folders with mkdtemp: somewhere `nobody` may write.
+            "TMPDIR": str(home),
+        }
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        candidates = [
+            sys.executable,
+            *(
+                f"{folder}/{name}"
+                for name in (version, "python3")
+                for folder in ("/usr/bin", "/usr/local/bin")
+            ),
+        ]
+        for interpreter in dict.fromkeys(candidates):
+            try:
+                probe = subprocess.run(
+                    [interpreter, "-c", "import sys; sys.exit(sys.version_info < (3, 11))"],
+                    user=nobody.pw_uid,
+                    group=nobody.pw_gid,
+                    extra_groups=[],
+                    env=env,
+                    cwd="/",
+                    capture_output=True,
+                    timeout=60,
+                )
+            except (PermissionError, FileNotFoundError):
+                continue
+            if probe.returncode == 0:
+                yield interpreter, env
+                return
+        pytest.skip("no Python 3.11+ interpreter that the user 'nobody' may run")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _as_nobody(python: tuple[str, dict[str, str]], code: str) -> str:
+    """Run `code` in a child process as the unprivileged user `nobody`; return its output."""
+    interpreter, env = python
+    nobody = pwd.getpwnam("nobody")
+    result = subprocess.run(
+        [interpreter, "-c", NOBODY_PRELUDE + code],
+        user=nobody.pw_uid,
+        group=nobody.pw_gid,
+        extra_groups=[],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 @contextlib.contextmanager
@@ -300,7 +407,7 @@ def _traversable_by_others(path: Path) -> Iterator[None]:
             p.chmod(p.stat().st_mode & ~0o001)
 
 
-def test_file_and_folder_without_read_permission(tmp_path, make_database):
+def test_file_and_folder_without_read_permission(tmp_path, make_database, request):
     """Root reads every file: as root, the check runs in a child process as `nobody`."""
     path = make_database(name="Secret", path=tmp_path / "secret.sqlite")
     path.chmod(0o600)
@@ -321,8 +428,9 @@ def test_file_and_folder_without_read_permission(tmp_path, make_database):
             pwd.getpwnam("nobody")
         except KeyError:
             pytest.skip("running as root and there is no user 'nobody' to drop to")
+        python = request.getfixturevalue("nobody_python")
         with _traversable_by_others(tmp_path):
-            output = _as_nobody(code)
+            output = _as_nobody(python, code)
     else:
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
