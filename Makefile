@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run setup venv browser test lint bench demo-data clean-venv
+.PHONY: run setup venv browser test test-stress lint bench demo-data clean-venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ browser:
 
 test: venv browser
 	$(VENV)/bin/pytest
+
+## The whole suite three times in a row with every core kept busy (flakiness check; not in CI).
+test-stress: venv browser
+	$(PY) tests/stress.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

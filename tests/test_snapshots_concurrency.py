@@ -14,6 +14,7 @@ import pytest
 from snapshots import service
 from snapshots.locks import folder_lock
 from snapshots.sqlite_copy import check_integrity
+from tests.helpers import wait_for
 
 
 def _ticks_table(path: Path) -> None:
@@ -80,6 +81,10 @@ def test_snapshots_under_a_steady_writer_are_sound_and_hold_a_prefix_of_the_writ
             snapshots.append(service.create_snapshot(str(path), username="test"))
             time.sleep(0.05)
         written_while_snapshotting = len(committed)
+        # The writer goes on after the last copy (a fixed sleep is not enough when the
+        # machine is busy and a commit's fsync takes longer).
+        last = len(_ticks(snapshots[-1].path))
+        assert wait_for(lambda: len(committed) > last)
 
     assert written_while_snapshotting > 50
     previous = 0
@@ -99,11 +104,12 @@ def test_snapshots_under_a_steady_writer_are_sound_and_hold_a_prefix_of_the_writ
 def test_restore_under_a_steady_writer_leaves_a_sound_database(make_database):
     path = make_database(label="alpha")
     _ticks_table(path)
-    with _steady_writer(path):
+    with _steady_writer(path) as committed:
         time.sleep(0.1)
         snapshot = service.create_snapshot(str(path), username="test")
         kept = len(_ticks(snapshot.path))
-        time.sleep(0.1)
+        # The safety snapshot must hold writes the restored one does not.
+        assert wait_for(lambda: len(committed) > kept)
         result = service.restore_snapshot(str(path), snapshot.name, username="test")
         time.sleep(0.05)
 
