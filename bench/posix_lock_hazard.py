@@ -70,7 +70,9 @@ def _stray_reader(path: str, deadline: float) -> None:
         time.sleep(0.0005)
 
 
-def _process(path: str, seconds: float, stray: bool, index: int, out: str, reconnect: int) -> None:
+def _process(
+    path: str, seconds: float, stray: bool, index: int, out: str, reconnect: int, writers: int
+) -> None:
     deadline = time.monotonic() + seconds
     acknowledged: list[str] = []
     threads = [
@@ -78,7 +80,7 @@ def _process(path: str, seconds: float, stray: bool, index: int, out: str, recon
             target=_writer,
             args=(path, deadline, f"p{index}w{i}", acknowledged, reconnect),
         )
-        for i in range(WRITERS_PER_PROCESS)
+        for i in range(writers)
     ]
     if stray:
         threads.append(threading.Thread(target=_stray_reader, args=(path, deadline)))
@@ -89,7 +91,9 @@ def _process(path: str, seconds: float, stray: bool, index: int, out: str, recon
     Path(out).write_text("\n".join(acknowledged), encoding="utf-8")
 
 
-def run(seconds: float, stray: bool, reconnect: int = 1) -> dict[str, object]:
+def run(
+    seconds: float, stray: bool, reconnect: int = 1, writers: int = WRITERS_PER_PROCESS
+) -> dict[str, object]:
     """Run one variant in a fresh temporary file; return what was acknowledged and kept."""
     with tempfile.TemporaryDirectory(prefix="posix-lock-") as folder:
         path = os.path.join(folder, "hazard.sqlite")
@@ -101,7 +105,9 @@ def run(seconds: float, stray: bool, reconnect: int = 1) -> dict[str, object]:
         outs = [os.path.join(folder, f"ack{i}.txt") for i in range(2)]
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_process, args=(path, seconds, stray, i, outs[i], reconnect))
+            ctx.Process(
+                target=_process, args=(path, seconds, stray, i, outs[i], reconnect, writers)
+            )
             for i in range(2)
         ]
         for p in procs:
@@ -139,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reconnect", type=int, default=1, help="writes per connection (1: one per request)"
     )
+    parser.add_argument("--writers", type=int, default=WRITERS_PER_PROCESS, help="per process")
     args = parser.parse_args(argv)
     variants = [True] if args.stray else [False, True]
     for stray in variants:
-        r = run(args.seconds, stray, args.reconnect)
+        r = run(args.seconds, stray, args.reconnect, args.writers)
         label = "with stray open/close" if stray else "without (baseline)   "
         print(
             f"{label}: acknowledged {r['acknowledged']:6d}  present {r['present']:6d}  "

@@ -120,6 +120,10 @@ DBSELECT = {
     "BUSY_TIMEOUT": env.float("DBSELECT_BUSY_TIMEOUT", default=5.0),
     "SYNCHRONOUS": env.str("DBSELECT_SYNCHRONOUS", default="FULL"),
     "STAT_TIMEOUT": env.float("DBSELECT_STAT_TIMEOUT", default=3.0),
+    # Seconds one query may run before SQLite interrupts it (a file's triggers are untrusted).
+    "QUERY_TIME_LIMIT": env.float("DBSELECT_QUERY_TIME_LIMIT", default=10.0),
+    # Seconds a request waits while an admin restores or migrates its database.
+    "MAINTENANCE_WAIT": env.float("DBSELECT_MAINTENANCE_WAIT", default=10.0),
     "REGISTER_SCANNED_AT_STARTUP": env.bool("DBSELECT_REGISTER_SCANNED", default=True),
     # Engine cache administration (dbselect/engine_conf.py): the store the worker processes
     # share, and how many persistent connections one thread keeps at most.
