@@ -112,8 +112,9 @@ def test_a_python_function_in_a_trigger_is_never_called(server, signed_in):
     browser, db = signed_in
     _add(db, f"CREATE TRIGGER trap AFTER INSERT ON companies_company BEGIN {REDOS}; END")
     _status, page, took, watch = _hostile_write(server, browser)
-    # trusted_schema=OFF: "unsafe use of regexp()" at once; the file is left for the selector.
-    assert took < BUDGET
+    # trusted_schema=OFF: "unsafe use of regexp()" at once (the expression would backtrack for
+    # minutes); the bound only says "not hung", with room for a loaded machine.
+    assert took < BUDGET + 10
     assert "unsafe use of regexp()" in page and "Your change was not saved." in page
     assert watch.answers and all(s == 200 for s, _ in watch.answers)
     assert "Hostage Co" not in _names(db)
