@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import company_names
 from tests.live import Browser, GunicornServer, set_password
 
 WRITERS = 8
@@ -93,14 +94,6 @@ def _writer(server: GunicornServer, db: Path, tag: str, deadline: float, tally: 
             tally.refused += 1
         else:
             tally.fallbacks.append(f"{status} {location}")
-
-
-def _names(path: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return {r[0] for r in conn.execute("SELECT name FROM companies_company")}
-    finally:
-        conn.close()
 
 
 def _integrity(path: Path) -> str:
@@ -212,14 +205,14 @@ def test_every_acknowledged_write_survives(run, fault):
     acknowledged: dict[str, float] = {}
     for tally in tallies:
         acknowledged.update(tally.acknowledged)
-    present = _names(run.db)
+    present = company_names(run.db)
     lost = set(acknowledged) - present
     new_snapshots = _snapshots(run.db) - before - run.restored
     safety_names: set[str] = set()
     if fault == "restore":
         ended = run.events[0][2]
         [safety] = new_snapshots
-        safety_names = _names(safety)
+        safety_names = company_names(safety)
         # Acknowledged after the restore finished: in the restored file itself.
         assert {n for n, t in acknowledged.items() if t > ended} <= present
         # Acknowledged before: in the safety snapshot the restore took (nothing in between).

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import company_names
 from tests.live import Browser, GunicornServer, set_password
 
 BUDGET = 2.0
@@ -75,14 +76,6 @@ def _add(db: Path, *sql: str) -> None:
         conn.close()
 
 
-def _names(db: Path) -> set[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return {r[0] for r in conn.execute("SELECT name FROM companies_company")}
-    finally:
-        conn.close()
-
-
 def test_selecting_a_file_with_a_trigger_is_refused_at_once(server, make_database):
     db = make_database(name="Trap")
     _add(db, f"CREATE TRIGGER trap AFTER INSERT ON companies_company BEGIN {REDOS}; END")
@@ -117,7 +110,7 @@ def test_a_python_function_in_a_trigger_is_never_called(server, signed_in):
     assert took < BUDGET + 10
     assert "unsafe use of regexp()" in page and "Your change was not saved." in page
     assert watch.answers and all(s == 200 for s, _ in watch.answers)
-    assert "Hostage Co" not in _names(db)
+    assert "Hostage Co" not in company_names(db)
 
 
 def test_a_slow_trigger_is_stopped_by_the_time_budget(server, signed_in):
@@ -140,4 +133,4 @@ def test_a_slow_trigger_is_stopped_by_the_time_budget(server, signed_in):
     # Answered once the budget was spent, long before gunicorn's 60 s worker timeout.
     assert BUDGET <= took < BUDGET + 10
     assert watch.answers and all(s == 200 for s, _ in watch.answers)
-    assert "Hostage Co" not in _names(db)
+    assert "Hostage Co" not in company_names(db)
