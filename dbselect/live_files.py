@@ -16,7 +16,9 @@ may be read raw, and only through `read_prefix`, which holds a per-file guard th
 `mark_live` also takes, so a file never becomes live while a raw descriptor of it is open. The
 file is first opened with O_PATH (whose close releases no lock) to learn which inode it is;
 the readable descriptor is then opened through /proc/self/fd, so it can only ever be that
-inode. `tests/test_raw_descriptors.py` checks the request path for raw opens of live files.
+inode. A mark lasts as long as its path still names its inode: a deleted database's inode,
+reused by another file, is not live. `tests/test_raw_descriptors.py` checks the request
+path for raw opens of live files.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from dataclasses import dataclass
 
 FileKey = tuple[int, int]  # (st_dev, st_ino)
 
-_live: set[FileKey] = set()
+# key -> the path it was marked live under. An inode is reused once its file is deleted, so a
+# mark counts only while that path still names the same inode (see is_live).
+_live: dict[FileKey, str] = {}
 _guards: dict[FileKey, threading.Lock] = {}
 _guards_lock = threading.Lock()
 
@@ -66,9 +70,24 @@ def _guard(key: FileKey) -> threading.Lock:
     return guard
 
 
+def _is_marked(key: FileKey) -> bool:
+    """Return True when `key` is marked live and its file still stands at the marked path."""
+    path = _live.get(key)
+    if path is None:
+        return False
+    try:
+        if key_of(os.stat(path)) == key:
+            return True
+    except OSError:
+        pass
+    # The marked file is gone: this inode now belongs to another file (or to none).
+    _live.pop(key, None)
+    return False
+
+
 def is_live(st: os.stat_result) -> bool:
     """Return True when this process works on the file described by `st`."""
-    return key_of(st) in _live
+    return _is_marked(key_of(st))
 
 
 def mark_live(path: str) -> bool:
@@ -82,10 +101,10 @@ def mark_live(path: str) -> bool:
     except OSError:
         return False
     key = key_of(st)
-    if key in _live:
+    if _live.get(key) == path:
         return True
     with _guard(key):
-        _live.add(key)
+        _live[key] = path
     return True
 
 
@@ -104,7 +123,7 @@ def read_prefix(path: str, size: int) -> RawRead:
             raise NotRegularFile(stat.S_ISDIR(st.st_mode))
         key = key_of(st)
         with _guard(key):
-            if key in _live:
+            if _is_marked(key):
                 raise LiveFile(path)
             # Re-opening through /proc/self/fd opens exactly the inode checked above, even if
             # the path was renamed or replaced meanwhile.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -146,7 +147,9 @@ def _garbage_header(tmp: Path, make_database) -> tuple[str, str]:
 
 
 def _bad_page_size(tmp: Path, make_database) -> tuple[str, str]:
-    path = make_database(name="Odd page size")
+    # A copy that this process never worked on: its header is read before SQLite opens it.
+    path = tmp / "odd-page-size.sqlite"
+    shutil.copyfile(make_database(name="Odd page size"), path)
     with open(path, "r+b") as fh:
         fh.seek(16)
         fh.write((1000).to_bytes(2, "big"))
@@ -343,7 +346,8 @@ def test_unreachable_server_times_out_quickly(home, tmp_path, settings, monkeypa
     real_open = os.open
 
     def hanging_open(path, flags, *args, **kwargs):
-        if str(path).startswith("//deadserver"):
+        # \\deadserver\share\… is opened by its real path, /deadserver/share/… on Linux.
+        if "/deadserver/" in str(path):
             release.wait(30)  # what open() on a dead SMB mount does
         return real_open(path, flags, *args, **kwargs)
 

@@ -123,3 +123,16 @@ def test_validation_of_a_live_file_goes_through_sqlite(make_database, recording)
     info = inspect_database(str(path))
     assert info.usable and info.header is None
     assert recording == []
+
+
+def test_a_mark_ends_with_the_file_it_was_made_for(tmp_path):
+    """An inode freed by a deleted database and reused by a new file is not live any more."""
+    other = tmp_path / "user-file.sqlite"
+    other.write_bytes(b"SQLite format 3\x00" + bytes(84))
+    gone = tmp_path / "deleted-database.sqlite"
+    os.link(other, gone)  # the same inode under the name that was live
+    assert live_files.mark_live(str(gone))
+    assert live_files.is_live(os.stat(other))
+    gone.unlink()
+    assert not live_files.is_live(os.stat(other))
+    assert live_files.read_prefix(str(other), 16).data == b"SQLite format 3\x00"
