@@ -13,10 +13,11 @@ the acknowledged rows missing from the file and runs `PRAGMA integrity_check`.
     python bench/posix_lock_hazard.py --seconds 10 --stray    # only the hazardous one
 
 Seen on this project's 2-core machine (20 s, one writer per process): without the stray
-reader nothing is lost; with it, 18 of 1,280 acknowledged rows were lost and a writer got
-"disk I/O error". With three writers per process the hazard rarely shows (a closing
-connection is seldom alone in its process, so it seldom tries to take the file over). `tests/test_raw_descriptors.py` keeps NukeWorks' own request path free of
-such descriptors.
+reader 3,097 acknowledged and 0 lost, integrity ok; with it, 118 of 2,047 acknowledged rows
+lost, rows missing from the unique index, and a writer got "disk I/O error". With three
+writers per process the hazard rarely shows (a closing connection is seldom alone in its
+process, so it seldom tries to take the file over). `tests/test_raw_descriptors.py` keeps
+NukeWorks' own request path free of such descriptors.
 """
 
 from __future__ import annotations
