@@ -11,3 +11,7 @@ class SnapshotNotFound(SnapshotError):
 
 class SnapshotBusy(SnapshotError):
     """Another snapshot operation on this database is still running."""
+
+
+class SnapshotIgnored(SnapshotNotFound):
+    """The name is an entry of the snapshots folder that is not a snapshot (snapshots.folder)."""

@@ -17,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: only one process serves NukeWorks there
     fcntl = None  # type: ignore[assignment]
 
-from snapshots.errors import SnapshotBusy
+from snapshots.errors import SnapshotBusy, SnapshotError
 
 LOCK_NAME = ".snapshots.lock"
 
@@ -26,9 +26,24 @@ __all__ = ["LOCK_NAME", "SnapshotBusy", "folder_lock"]
 
 @contextmanager
 def folder_lock(folder: Path, *, exclusive: bool, timeout: float = 30.0) -> Iterator[None]:
-    """Hold the folder's lock (shared or exclusive); raise SnapshotBusy after `timeout`."""
-    folder.mkdir(exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold the folder's lock (shared or exclusive); raise SnapshotBusy after `timeout`.
+
+    Raise SnapshotError when the folder or its lock file cannot be used.
+    """
+    try:
+        folder.mkdir(exist_ok=True)
+        # O_NOFOLLOW: a link planted under the lock's name is never opened (nor created
+        # through): the lock is refused, and the snapshots page reports the link.
+        # O_NONBLOCK: a FIFO put there cannot hang the open.
+        fd = os.open(
+            folder / LOCK_NAME,
+            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            0o644,
+        )
+    except OSError as exc:
+        raise SnapshotError(
+            f"The snapshots folder cannot be used: {exc.strerror or exc} ({folder / LOCK_NAME})."
+        ) from exc
     try:
         if fcntl is not None:
             # flock() locks belong to the open file, so threads of one process exclude each

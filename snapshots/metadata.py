@@ -1,7 +1,9 @@
 """The JSON sidecar beside each snapshot: who took it, when, why, and what it holds.
 
-A sidecar travels with its snapshot when an operator copies the folder, and a snapshot whose
-sidecar is missing (copied in by hand) is still listed, with what its name and file tell.
+A sidecar travels with its snapshot when an operator copies the folder. It is also what makes
+a file a snapshot at all: a file in the snapshots folder without a sidecar recording its name,
+its size and a SHA-256 is ignored (snapshots.folder), so a stray file, or one copied in
+without its sidecar, is never offered for download or restore.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 from snapshots import naming
 
 SIDECAR_SUFFIX = ".json"
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Kind:
@@ -44,7 +48,6 @@ class Snapshot:
     source_path: str = ""
     source_display_name: str = ""
     schema_state: str = ""
-    has_sidecar: bool = True
 
     @property
     def kind_label(self) -> str:
@@ -54,7 +57,6 @@ class Snapshot:
         """Return the sidecar content of this snapshot."""
         data = asdict(self)
         data.pop("path")
-        data.pop("has_sidecar")
         data["created_at"] = self.created_at.astimezone(UTC).isoformat()
         data["format"] = 1
         return data
@@ -69,32 +71,45 @@ def write_sidecar(snapshot: Snapshot) -> None:
     """Write the sidecar atomically (temporary file, fsync, rename)."""
     target = sidecar_of(snapshot.path)
     temporary = target.with_name(f".{target.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as fh:
-        json.dump(snapshot.to_json(), fh, indent=2, ensure_ascii=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temporary, target)
-
-
-def read(snapshot_path: Path) -> Snapshot:
-    """Return the snapshot at `snapshot_path` with its sidecar's metadata (if readable)."""
-    st = snapshot_path.stat()
-    fallback_time = naming.time_of(snapshot_path.name) or datetime.fromtimestamp(st.st_mtime, UTC)
-    base = Snapshot(
-        name=snapshot_path.name,
-        path=snapshot_path,
-        created_at=fallback_time,
-        size=st.st_size,
-        has_sidecar=False,
+    # O_NOFOLLOW | O_EXCL: a link planted under the temporary name is never written through.
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
     )
-    data: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        loaded = json.loads(sidecar_of(snapshot_path).read_text(encoding="utf-8"))
-        if isinstance(loaded, dict):
-            data = loaded
-    if not data:
-        return base
-    known = {f.name for f in fields(Snapshot)} - {"name", "path", "size", "has_sidecar"}
+    try:
+        with open(fd, "w", encoding="utf-8") as fh:
+            json.dump(snapshot.to_json(), fh, indent=2, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def sidecar_problem(data: object, name: str, size: int) -> str | None:
+    """Return why `data` (a parsed sidecar) does not describe the file `name` of `size` bytes.
+
+    The recorded SHA-256 must be well formed here; whether the file still matches it is
+    checked when the snapshot is restored (hashing every snapshot on each listing would read
+    gigabytes).
+    """
+    if not isinstance(data, dict):
+        return "it is not a snapshot sidecar"
+    if data.get("name") != name:
+        return "it records another file name"
+    if not isinstance(data.get("sha256"), str) or not SHA256_PATTERN.match(data["sha256"]):
+        return "it records no SHA-256"
+    recorded = data.get("size")
+    if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded != size:
+        return "it records another size"
+    return None
+
+
+def from_sidecar(snapshot_path: Path, st: os.stat_result, data: dict[str, Any]) -> Snapshot:
+    """Return the snapshot at `snapshot_path` (stat `st`) described by its sidecar `data`."""
+    fallback_time = naming.time_of(snapshot_path.name) or datetime.fromtimestamp(st.st_mtime, UTC)
+    known = {f.name for f in fields(Snapshot)} - {"name", "path", "size"}
     values: dict[str, Any] = {
         key: str(value) for key, value in data.items() if key in known and value is not None
     }
@@ -103,4 +118,4 @@ def read(snapshot_path: Path) -> Snapshot:
         values["created_at"] = created if created.tzinfo else created.replace(tzinfo=UTC)
     except ValueError:
         values["created_at"] = fallback_time
-    return Snapshot(name=base.name, path=base.path, size=base.size, has_sidecar=True, **values)
+    return Snapshot(name=snapshot_path.name, path=snapshot_path, size=st.st_size, **values)

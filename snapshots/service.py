@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connections
@@ -28,8 +30,10 @@ from dbselect import maintenance_gate, registry
 from dbselect.scanner import snapshot_dir_for
 from dbselect.schema import SchemaState
 from dbselect.validation import ValidationFailed, inspect_database
+from snapshots import folder as folder_content
 from snapshots import metadata, naming, retention
-from snapshots.errors import SnapshotBusy, SnapshotError, SnapshotNotFound
+from snapshots.errors import SnapshotBusy, SnapshotError, SnapshotIgnored, SnapshotNotFound
+from snapshots.folder import Ignored
 from snapshots.locks import folder_lock
 from snapshots.metadata import Kind, Snapshot
 from snapshots.sqlite_copy import (
@@ -37,7 +41,7 @@ from snapshots.sqlite_copy import (
     Progress,
     check_integrity,
     copy_database,
-    sha256_of,
+    sha256_of_descriptor,
 )
 from snapshots.sqlite_copy import restore_into as _restore_into
 
@@ -52,20 +56,25 @@ LOCK_TIMEOUT = 30.0
 MAX_CARRIED_AUDIT = 10_000
 
 __all__ = [
+    "FolderScan",
+    "Ignored",
     "Kind",
     "RestoreResult",
     "Snapshot",
     "SnapshotBusy",
     "SnapshotError",
+    "SnapshotIgnored",
     "SnapshotNotFound",
     "create_snapshot",
     "delete_snapshot",
     "folder_for",
     "get_snapshot",
     "list_snapshots",
+    "open_snapshot",
     "prune",
     "prune_plan",
     "restore_snapshot",
+    "scan_folder",
 ]
 
 
@@ -76,6 +85,14 @@ class RestoreResult:
     restored: Snapshot
     safety: Snapshot
     carried_audit_entries: int
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """A database's snapshots (newest first) and the entries of its folder that are ignored."""
+
+    snapshots: list[Snapshot]
+    ignored: list[Ignored] = field(default_factory=list)
 
 
 def folder_for(database: str) -> Path:
@@ -107,41 +124,72 @@ def _of_another_database(snapshot: Snapshot, database: str) -> bool:
     return bool(source) and source != database and Path(source).parent == Path(database).parent
 
 
+def scan_folder(database: str) -> FolderScan:
+    """Return the snapshots of `database`, newest first, and what its folder holds besides.
+
+    Snapshots of other databases sharing the folder (another label, or a sidecar naming
+    another file of this folder) are neither listed nor reported: they are theirs. Anything
+    that is not a snapshot at all (snapshots.folder) is reported as ignored.
+    """
+    content = folder_content.scan(folder_for(database))
+    label = naming.label_for(database)
+    found = [
+        s
+        for s in content.snapshots
+        if naming.is_snapshot_name(s.name, label) and not _of_another_database(s, database)
+    ]
+    found.sort(key=lambda s: (s.created_at, s.name), reverse=True)
+    return FolderScan(found, content.ignored)
+
+
 def list_snapshots(database: str) -> list[Snapshot]:
     """Return the snapshots of `database`, newest first."""
+    return scan_folder(database).snapshots
+
+
+def _inspect(database: str, name: str, *, keep_open: bool) -> tuple[Snapshot, int | None]:
+    """Return the snapshot `name` of `database` (and its checked descriptor with keep_open).
+
+    Raise SnapshotNotFound for a name that is no snapshot of this database, SnapshotIgnored
+    (a SnapshotNotFound) for an entry of the folder that is not a snapshot (a link, a FIFO, a
+    file without sidecar…), SnapshotError when the folder cannot be read.
+    """
+    if not naming.is_snapshot_name(str(name), naming.label_for(database)):
+        raise SnapshotNotFound("There is no such snapshot of this database.")
     folder = folder_for(database)
-    label = naming.label_for(database)
     try:
-        names = [p.name for p in folder.iterdir()]
+        snapshot, fd = folder_content.inspect(folder, name, keep_open=keep_open)
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        raise SnapshotNotFound(f"There is no snapshot {name} of this database.") from None
+    except folder_content.NotASnapshot as exc:
+        logger.warning("snapshot refused: %s in %s is ignored (%s)", name, folder, exc.reason)
+        raise SnapshotIgnored(
+            f"{name} in the snapshots folder is not a snapshot ({exc.reason}); it is ignored."
+        ) from None
     except OSError as exc:
-        raise SnapshotError(f"The snapshots folder cannot be read: {exc.strerror}.") from exc
-    found = []
-    for name in names:
-        if not naming.is_snapshot_name(name, label):
-            continue
-        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile by another request
-            snapshot = metadata.read(folder / name)
-            if not _of_another_database(snapshot, database):
-                found.append(snapshot)
-    return sorted(found, key=lambda s: (s.created_at, s.name), reverse=True)
+        raise SnapshotError(f"The snapshot {name} cannot be read: {exc.strerror}.") from exc
+    if _of_another_database(snapshot, database):
+        if fd is not None:
+            os.close(fd)
+        raise SnapshotNotFound(f"There is no snapshot {name} of this database.")
+    return snapshot, fd
 
 
 def get_snapshot(database: str, name: str) -> Snapshot:
     """Return the snapshot `name` of `database`; raise SnapshotNotFound otherwise."""
-    if not naming.is_snapshot_name(str(name), naming.label_for(database)):
-        raise SnapshotNotFound("There is no such snapshot of this database.")
-    path = folder_for(database) / name
-    try:
-        snapshot = metadata.read(path)
-    except FileNotFoundError:
-        raise SnapshotNotFound(f"There is no snapshot {name} of this database.") from None
-    except OSError as exc:
-        raise SnapshotError(f"The snapshot {name} cannot be read: {exc.strerror}.") from exc
-    if _of_another_database(snapshot, database):
-        raise SnapshotNotFound(f"There is no snapshot {name} of this database.")
-    return snapshot
+    return _inspect(database, name, keep_open=False)[0]
+
+
+def open_snapshot(database: str, name: str) -> tuple[Snapshot, BinaryIO]:
+    """Return the snapshot `name` of `database` and a binary file open on exactly it.
+
+    The file object reads the descriptor that was checked (regular file, not a link, inside
+    the folder, SQLite header, matching sidecar), so nothing swapped in under the name
+    afterwards is ever read. The caller closes it.
+    """
+    snapshot, fd = _inspect(database, name, keep_open=True)
+    assert fd is not None
+    return snapshot, os.fdopen(fd, "rb")
 
 
 def _audit(
@@ -229,9 +277,14 @@ def _create(
     try:
         metadata.write_sidecar(snapshot)
     except OSError as exc:
-        # The snapshot itself is complete and verified; without a sidecar it is still listed.
+        # Without its sidecar the file would be ignored (never listed nor restorable): a
+        # snapshot nobody can use must not be reported as taken.
         logger.error("snapshot sidecar not written: %s %s", copied.path, exc)
-        snapshot = replace(snapshot, has_sidecar=False)
+        with contextlib.suppress(OSError):
+            copied.path.unlink()
+        raise SnapshotError(
+            f"The snapshot's sidecar could not be written ({exc.strerror}); it was discarded."
+        ) from exc
     logger.info("snapshot created path=%s size=%d kind=%s", copied.path, copied.size, kind)
     return snapshot
 
@@ -311,19 +364,23 @@ def _remove(snapshot: Snapshot) -> None:
         metadata.sidecar_of(snapshot.path).unlink()
 
 
-def _verify_restorable(snapshot: Snapshot, *, allow_old_schema: bool) -> None:
-    """Refuse a damaged, altered or incompatible snapshot before anything is touched."""
+def _verify_restorable(snapshot: Snapshot, fd: int, *, allow_old_schema: bool) -> None:
+    """Refuse a damaged, altered or incompatible snapshot before anything is touched.
+
+    `fd` is the descriptor snapshots.folder checked: the SHA-256 is computed from it, so the
+    bytes verified are those of the regular file that was listed, whatever the name holds now.
+    """
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot-check") as pool:
         checked = pool.submit(check_integrity, snapshot.path)
-        digest = pool.submit(sha256_of, snapshot.path) if snapshot.sha256 else None
+        digest = pool.submit(sha256_of_descriptor, fd)
         problem = checked.result()
-        actual = digest.result() if digest is not None else None
+        actual = digest.result()
     if problem:
         raise SnapshotError(
             f"The snapshot {snapshot.name} is damaged and cannot be restored ({problem}). "
             "The database was not changed."
         )
-    if actual is not None and actual != snapshot.sha256:
+    if actual != snapshot.sha256:
         raise SnapshotError(
             f"The snapshot {snapshot.name} no longer matches the checksum recorded when it was "
             "taken; it was altered or damaged and cannot be restored. The database was not "
@@ -452,9 +509,12 @@ def restore_snapshot(
         with (
             _maintenance(database),
             folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT),
+            contextlib.ExitStack() as stack,
         ):
-            snapshot = get_snapshot(database, name)
-            _verify_restorable(snapshot, allow_old_schema=allow_old_schema)
+            snapshot, fd = _inspect(database, name, keep_open=True)
+            assert fd is not None
+            stack.callback(os.close, fd)
+            _verify_restorable(snapshot, fd, allow_old_schema=allow_old_schema)
             safety = _create(
                 database,
                 kind=Kind.SAFETY,
@@ -473,6 +533,14 @@ def restore_snapshot(
             carried = _audit_since(alias, _latest_audit_time(snapshot.path))
             # This thread's own connection must not hold a transaction during the restore.
             connections[alias].close()
+            # SQLite opens the snapshot by its name: it must still be the file verified above
+            # (a link put in its place meanwhile is refused; the window left is this call).
+            if not folder_content.is_still(snapshot.path, fd):
+                raise SnapshotError(
+                    f"The snapshot {snapshot.name} was replaced while it was being restored. "
+                    f"The database was not changed; the safety snapshot {safety.name} holds "
+                    "it as it is."
+                )
             try:
                 _restore_into(snapshot.path, database, progress=progress)
             except CopyFailed as exc:

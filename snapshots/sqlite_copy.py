@@ -87,6 +87,16 @@ def sha256_of(path: str | Path, chunk: int = 4 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_of_descriptor(fd: int, chunk: int = 4 << 20) -> str:
+    """Return the SHA-256 hex digest of the whole file open as `fd` (its offset is not used)."""
+    digest = hashlib.sha256()
+    offset = 0
+    while block := os.pread(fd, chunk, offset):
+        digest.update(block)
+        offset += len(block)
+    return digest.hexdigest()
+
+
 def page_size_of(path: str | Path) -> int | None:
     """Return the page size of a SQLite file, or None when SQLite cannot read it.
 

@@ -20,6 +20,10 @@ from snapshots.permissions import admin_required
 
 logger = logging.getLogger("nukeworks.snapshots")
 
+# Ignored entries of the snapshots folder named on the page; the rest are only counted (a
+# folder someone filled with junk must not make the page huge).
+MAX_IGNORED_SHOWN = 50
+
 
 def _database(request: HttpRequest) -> str:
     path = session.selected_path(request)
@@ -49,10 +53,11 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
     database = _database(request)
     alias = registry.register(database).alias
     try:
-        snapshots = service.list_snapshots(database)
+        scanned = service.scan_folder(database)
     except service.SnapshotError as exc:
         messages.error(request, str(exc))
-        snapshots = []
+        scanned = service.FolderScan([])
+    snapshots = scanned.snapshots
     policy, doomed = service.prune_plan(database) if snapshots else (retention.load(alias), [])
     return render(
         request,
@@ -62,6 +67,8 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
             "database_name": session.selected_name(request) or database,
             "folder": service.folder_for(database),
             "snapshots": snapshots,
+            "ignored": scanned.ignored[:MAX_IGNORED_SHOWN],
+            "ignored_more": max(0, len(scanned.ignored) - MAX_IGNORED_SHOWN),
             "total_size": sum(s.size for s in snapshots),
             "time_zone": timezone.get_current_timezone_name(),
             "policy": policy,
@@ -102,13 +109,16 @@ def snapshot_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 @admin_required
 def snapshot_download(request: HttpRequest, name: str) -> FileResponse:
-    """Send a snapshot file as a download."""
+    """Send a snapshot file as a download.
+
+    The response streams the very descriptor that was checked to be a regular snapshot file
+    inside the folder (never a link, FIFO or file outside it, see snapshots.folder).
+    """
     database = _database(request)
-    snapshot = _snapshot_or_404(database, name)
     try:
-        handle = open(snapshot.path, "rb")  # noqa: SIM115 - FileResponse closes it
-    except FileNotFoundError:
-        raise Http404("This snapshot no longer exists.") from None
+        snapshot, handle = service.open_snapshot(database, name)  # FileResponse closes it
+    except service.SnapshotNotFound:
+        raise Http404("There is no such snapshot of this database.") from None
     audit_log.record(
         "snapshot.download",
         target=str(snapshot.path),
@@ -132,6 +142,10 @@ def snapshot_delete(request: HttpRequest, name: str) -> HttpResponse:
         snapshot = service.delete_snapshot(
             database, name, username=_username(request), request=request
         )
+    except service.SnapshotNotFound:
+        # Like GET: a name that is no snapshot of this database (deleted meanwhile, or an
+        # ignored entry of the folder such as a link) does not exist here.
+        raise Http404("There is no such snapshot of this database.") from None
     except service.SnapshotError as exc:
         messages.error(request, f"Nothing was deleted. {exc}")
     else:
@@ -155,6 +169,8 @@ def snapshot_restore(request: HttpRequest, name: str) -> HttpResponse:
         result = service.restore_snapshot(
             database, name, username=_username(request), request=request
         )
+    except service.SnapshotNotFound:
+        raise Http404("There is no such snapshot of this database.") from None
     except service.SnapshotError as exc:
         messages.error(request, f"The database was not restored. {exc}")
         return _to_list()

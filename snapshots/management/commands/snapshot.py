@@ -123,16 +123,25 @@ class Command(BaseCommand):
         )
 
     def _list(self, database: str, options: dict[str, Any]) -> None:
-        snapshots = service.list_snapshots(database)
+        scanned = service.scan_folder(database)
         self.stdout.write(f"Snapshots of {database} in {service.folder_for(database)}:")
-        if not snapshots:
+        if not scanned.snapshots:
             self.stdout.write("  (none)")
-        for s in snapshots:
+        for s in scanned.snapshots:
             kind = "" if s.kind == service.Kind.MANUAL else f" [{s.kind_label}]"
             self.stdout.write(
                 f"  {s.name}  {s.created_at:%Y-%m-%d %H:%M:%S} UTC  {filesizeformat(s.size):>9}  "
                 f"{s.created_by or '-'}{kind}  {s.note}"
             )
+        if scanned.ignored:
+            self.stdout.write(
+                self.style.WARNING(
+                    "Ignored in the snapshots folder (not snapshots: never listed, restored or "
+                    "deleted):"
+                )
+            )
+            for entry in scanned.ignored:
+                self.stdout.write(f"  {entry}")
 
     def _restore(self, database: str, options: dict[str, Any]) -> None:
         snapshot = service.get_snapshot(database, options["name"])
