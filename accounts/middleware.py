@@ -1,39 +1,37 @@
-"""DatabaseBoundLoginMiddleware: a login never outlives a change of database file."""
+"""DatabaseAuthenticationMiddleware: request.user is the session's sign-in to *this* database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
-from django.contrib.auth import SESSION_KEY
-from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
-
-from accounts.binding import AUTH_DB_PATH, rebind
-from dbselect import faults, state
+from accounts.binding import resume
 from dbselect import session as db_session
+from dbselect import state
 
 
-class DatabaseBoundLoginMiddleware:
-    """Re-bind (or drop) a login made in another database before any view sees request.user.
+def get_database_user(request: HttpRequest):
+    """Return the user of the session's sign-in to its current database, or AnonymousUser.
 
-    Runs after AuthenticationMiddleware. The normal path costs two dict look-ups.
+    Verified against that file on every request (accounts.binding). Unlike Django's own
+    get_user(), a sign-in that no longer holds is put aside without flushing the session:
+    the database selection and the sign-ins to other databases stay.
+    """
+    path = db_session.selected_path(request)
+    alias = state.get_active_alias()
+    if not path or not alias:
+        return AnonymousUser()
+    return resume(request, path, alias) or AnonymousUser()
+
+
+class DatabaseAuthenticationMiddleware(AuthenticationMiddleware):
+    """Django's AuthenticationMiddleware, loading the user from the session's own sign-in to
+    the selected database (never one carried over from another file by username).
+
+    Must run after dbselect's middleware, which binds the request to its database.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        session = request.session
-        if SESSION_KEY in session:
-            path = db_session.selected_path(request)
-            alias = state.get_active_alias()
-            if path and alias and session.get(AUTH_DB_PATH) != path:
-                try:
-                    rebind(request, path, alias, db_session.selected_name(request))
-                except DatabaseError as exc:
-                    # A locked or broken file: a 503 page or a fallback, never a 500.
-                    response = faults.fault_response(request, exc)
-                    if response is None:
-                        raise
-                    return response
-        return self.get_response(request)
+    def process_request(self, request: HttpRequest) -> None:
+        request.user = SimpleLazyObject(lambda: get_database_user(request))

@@ -46,7 +46,7 @@ def on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any)
     if request is None:
         return
     path = db_session.selected_path(request)
-    remember_binding(request, user.username, path)
+    remember_binding(request, user, path)
     ratelimit.reset_username(user.username)
     if state.get_active_alias() and not getattr(request, "_nukeworks_rebinding", False):
         audit_log.record("auth.login", target=path or "", user=user, request=request)
@@ -67,8 +67,7 @@ def on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 def on_login_failed(
     sender: Any, credentials: dict, request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
-    if request is not None:
-        ratelimit.record_failure(request, credentials.get("username"))
+    # Wrong credentials are counted by the sign-in forms themselves (accounts.forms).
     if request is not None and state.get_active_alias():
         audit_log.record(
             "auth.login_failed",

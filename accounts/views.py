@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 
-from accounts.forms import RateLimitedAuthenticationForm
+from accounts.binding import AUTH_USERNAME
+from accounts.forms import RateLimitedAdminAuthenticationForm, RateLimitedAuthenticationForm
 from audit import log as audit_log
 from dbselect import session as db_session
 
@@ -20,6 +21,14 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
     form_class = RateLimitedAuthenticationForm
 
+    def get_initial(self) -> dict[str, object]:
+        """Pre-fill the username this session last signed in with (in any database)."""
+        initial = super().get_initial()
+        username = self.request.session.get(AUTH_USERNAME)
+        if username:
+            initial["username"] = username
+        return initial
+
     def form_invalid(self, form: RateLimitedAuthenticationForm) -> HttpResponse:
         response = super().form_invalid(form)
         if form.is_rate_limited():
@@ -33,6 +42,23 @@ class LoginView(auth_views.LoginView):
                 request=self.request,
             )
         return response
+
+
+class AdminLoginView(LoginView):
+    """The Django admin's sign-in page, under the same rate limit as the app's (429)."""
+
+    template_name = "admin/login.html"
+    form_class = RateLimitedAdminAuthenticationForm
+    # A signed-in non-staff user sees the form with its error, as on Django's own page.
+    redirect_authenticated_user = False
+
+    def get_context_data(self, **kwargs: object) -> dict[str, object]:
+        from django.contrib import admin
+
+        return {**admin.site.each_context(self.request), **super().get_context_data(**kwargs)}
+
+    def get_success_url(self) -> str:
+        return self.get_redirect_url() or "/admin/"
 
 
 class LogoutView(auth_views.LogoutView):

@@ -27,6 +27,21 @@ def check_router(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return []
 
 
+def _auth_middleware_index(middleware: list[str]) -> int | None:
+    """Return where Django's AuthenticationMiddleware (or a subclass of it) sits, if anywhere."""
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+    from django.utils.module_loading import import_string
+
+    for position, dotted in enumerate(middleware):
+        try:
+            cls = import_string(dotted)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, AuthenticationMiddleware):
+            return position
+    return None
+
+
 @register()
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """dbselect.E002: the middleware must sit between the session and auth middleware."""
@@ -38,8 +53,9 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     if MIDDLEWARE not in middleware:
         return [Error(f"'{MIDDLEWARE}' is missing from MIDDLEWARE.", hint=hint, id="dbselect.E002")]
     index = middleware.index(MIDDLEWARE)
+    auth = _auth_middleware_index(middleware)
     wrong = (SESSION_MIDDLEWARE in middleware and middleware.index(SESSION_MIDDLEWARE) > index) or (
-        AUTH_MIDDLEWARE in middleware and middleware.index(AUTH_MIDDLEWARE) < index
+        auth is not None and auth < index
     )
     if wrong:
         return [Error(f"'{MIDDLEWARE}' is in the wrong place.", hint=hint, id="dbselect.E002")]

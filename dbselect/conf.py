@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_TIME_LIMIT": 10.0,
     # Seconds a request waits while an administrator restores or migrates its database.
     "MAINTENANCE_WAIT": 10.0,
+    # Databases whose admins are server-wide operators (empty: databases/default/<file>).
+    "OPERATOR_DATABASES": [],
     # Seconds a stat() of a user-typed path may take (network shares may hang).
     "STAT_TIMEOUT": 3.0,
     # Register databases/<label>/nukeworks.sqlite as alias <label> when Django starts.

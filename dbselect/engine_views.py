@@ -1,35 +1,23 @@
-"""The engines page: list the cached engines of every worker process, dispose them (admins)."""
+"""The engines page: list the cached engines of every worker process, dispose them.
+
+Server-wide powers: operators only (dbselect.operators), never the admin of just any file.
+"""
 
 from __future__ import annotations
 
-from functools import wraps
-from typing import Any
-
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from dbselect import engine_admin
+from dbselect.operators import operator_required
 from dbselect.session import display_name_for
 
 
-def admin_required(view: Any) -> Any:
-    """Answer 403 to anyone but an administrator of the current database (anonymous included)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not getattr(request.user, "is_admin", False):
-            raise PermissionDenied("Only an administrator can manage the engine cache.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
 @require_GET
-@admin_required
+@operator_required
 def engine_list(request: HttpRequest) -> HttpResponse:
     """Show every cached engine of every worker process."""
     data = engine_admin.overview()
@@ -41,7 +29,7 @@ def engine_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@admin_required
+@operator_required
 def dispose(request: HttpRequest) -> HttpResponse:
     """Dispose one engine in every worker process."""
     path = request.POST.get("path", "")
@@ -60,7 +48,7 @@ def dispose(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@admin_required
+@operator_required
 def dispose_idle(request: HttpRequest) -> HttpResponse:
     """Dispose every engine no worker has used for ENGINE_IDLE_SECONDS."""
     data = engine_admin.overview()

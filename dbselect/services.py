@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 
 from audit import log as audit_log
@@ -90,12 +90,9 @@ def _switch(request: HttpRequest, path: str, display_name: str) -> SelectionResu
     warnings = list(info.warnings)
     name = display_name.strip()[:MAX_DISPLAY_NAME]
     if name and name != info.display_name:
-        try:
-            SystemSetting.set_value(SystemSetting.DISPLAY_NAME, name, using=engine.alias)
-        except DatabaseError as exc:
-            warnings.append(f"The display name could not be saved in the database: {exc}")
-        else:
-            engine.display_name = name
+        warning = _set_display_name(request, engine, name)
+        if warning:
+            warnings.append(warning)
     session.switch(request, engine, reason="selected")
     selector_cache.remember_selection(path)
     audit_log.record(
@@ -107,6 +104,73 @@ def _switch(request: HttpRequest, path: str, display_name: str) -> SelectionResu
     )
     logger.info("session selected database path=%r alias=%s", path, engine.alias)
     return SelectionResult(True, path=path, info=info, warnings=warnings)
+
+
+def may_rename(request: HttpRequest, path: str) -> bool:
+    """Return True when this session may change the display name of the database at `path`.
+
+    Only an administrator of that very database may: the user signed in to it, which is
+    `request.user` only while the session works on it (users live in each file; an admin of
+    another file, or a same-named user there, is nobody here).
+    """
+    user = getattr(request, "user", None)
+    return bool(
+        session.selected_path(request) == path
+        and user is not None
+        and user.is_authenticated
+        and getattr(user, "is_admin", False)
+    )
+
+
+def renaming_refused(current: str) -> str:
+    """Return the message shown when someone who is not an admin tries to rename a database."""
+    return f"This database is already named “{current}”; only its administrators can rename it."
+
+
+def _set_display_name(request: HttpRequest, engine: registry.Engine, name: str) -> str | None:
+    """Write `name` into the database's system_settings if this session may; return a warning.
+
+    Anyone may name a database that has no name yet (the specification lets the user supply a
+    missing name). Changing an existing name needs an administrator of that database: a
+    visitor typing a name at /select-db once renamed any file, so the selector listed two
+    "Default"s. The check and the write are one write transaction, so two visitors naming a
+    fresh database at once cannot overwrite each other either.
+    """
+    admin = may_rename(request, engine.path)
+    try:
+        with transaction.atomic(using=engine.alias):
+            stored = (
+                SystemSetting.get_value(SystemSetting.DISPLAY_NAME, using=engine.alias) or ""
+            ).strip()
+            if stored == name:
+                return None
+            if stored and not admin:
+                refused = stored
+            else:
+                refused = ""
+                SystemSetting.set_value(SystemSetting.DISPLAY_NAME, name, using=engine.alias)
+    except DatabaseError as exc:
+        return f"The display name could not be saved in the database: {exc}"
+    if refused:
+        audit_log.record(
+            "database.rename",
+            target=engine.path,
+            outcome="denied",
+            detail=f"kept “{refused}”, refused “{name}”: not an administrator of this database",
+            request=request,
+            using=engine.alias,
+        )
+        engine.display_name = refused
+        return renaming_refused(refused)
+    audit_log.record(
+        "database.rename",
+        target=engine.path,
+        detail=f"“{stored}” → “{name}”" if stored else f"named “{name}”",
+        request=request,
+        using=engine.alias,
+    )
+    engine.display_name = name
+    return None
 
 
 def _audit_refusal(request: HttpRequest, target: object, reason: str) -> None:

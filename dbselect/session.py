@@ -13,6 +13,9 @@ SELECTED_PATH = "selected_db_path"
 SELECTED_NAME = "selected_db_name"
 PREVIOUS_PATH = "previous_db_path"
 PREVIOUS_NAME = "previous_db_name"
+# path -> {"id": user pk (str), "hash": session auth hash, "username": …}: one sign-in per
+# database this browser session signed in to (users live in each file; see accounts).
+DB_LOGINS = "db_logins"
 
 
 def selected_path(request: HttpRequest) -> str | None:
@@ -56,6 +59,39 @@ def switch(request: HttpRequest, engine: Engine, *, reason: str) -> None:
         display_name=name,
         reason=reason,
     )
+
+
+def login_for(request: HttpRequest, path: str | None) -> dict[str, str] | None:
+    """Return the sign-in this session made in the database at `path`, if any."""
+    if not path:
+        return None
+    logins = request.session.get(DB_LOGINS) or {}
+    login = logins.get(path)
+    return dict(login) if isinstance(login, dict) else None
+
+
+def all_logins(request: HttpRequest) -> dict[str, dict[str, str]]:
+    """Return every sign-in of this session: database path -> login."""
+    session = getattr(request, "session", None)
+    logins = session.get(DB_LOGINS) if session is not None else None
+    return {p: dict(v) for p, v in (logins or {}).items() if isinstance(v, dict)}
+
+
+def remember_login(
+    request: HttpRequest, path: str, user_id: object, auth_hash: str, username: str
+) -> None:
+    """Record this session's sign-in to the database at `path`."""
+    logins = dict(request.session.get(DB_LOGINS) or {})
+    logins[path] = {"id": str(user_id), "hash": auth_hash, "username": username}
+    request.session[DB_LOGINS] = logins
+
+
+def forget_login(request: HttpRequest, path: str | None) -> None:
+    """Forget this session's sign-in to the database at `path` (the others stay)."""
+    logins = dict(request.session.get(DB_LOGINS) or {})
+    if path in logins:
+        del logins[path]
+        request.session[DB_LOGINS] = logins
 
 
 def clear(request: HttpRequest) -> None:

@@ -178,6 +178,9 @@ def apply_migrations(request: HttpRequest) -> HttpResponse:
     result = services.select(request, path, display_name=request.POST.get("display_name", ""))
     if not result.ok:
         return _refused(request, result.reason or "")
+    # Warnings of the selection itself, e.g. a rename refused (this admin is not signed in there).
+    for warning in result.warnings:
+        messages.warning(request, warning)
     return HttpResponseRedirect(_safe_next(request) or reverse("companies:home"))
 
 

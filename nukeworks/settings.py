@@ -72,8 +72,9 @@ MIDDLEWARE = [
     # Before dbselect: the fallback banner is a message added while binding the database.
     "django.contrib.messages.middleware.MessageMiddleware",
     "dbselect.middleware.DatabaseSelectionMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "accounts.middleware.DatabaseBoundLoginMiddleware",
+    # Django's AuthenticationMiddleware, loading the user from this session's own sign-in to
+    # the selected database (accounts.binding).
+    "accounts.middleware.DatabaseAuthenticationMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -122,6 +123,11 @@ DBSELECT = {
     "STAT_TIMEOUT": env.float("DBSELECT_STAT_TIMEOUT", default=3.0),
     # Seconds one query may run before SQLite interrupts it (a file's triggers are untrusted).
     "QUERY_TIME_LIMIT": env.float("DBSELECT_QUERY_TIME_LIMIT", default=10.0),
+    # Server-wide powers (engines, dispose) belong to admins signed in to one of these
+    # databases (colon-separated paths; default: databases/default/nukeworks.sqlite).
+    "OPERATOR_DATABASES": [
+        p for p in env.str("NUKEWORKS_OPERATOR_DATABASES", default="").split(":") if p
+    ],
     # Seconds a request waits while an admin restores or migrates its database.
     "MAINTENANCE_WAIT": env.float("DBSELECT_MAINTENANCE_WAIT", default=10.0),
     "REGISTER_SCANNED_AT_STARTUP": env.bool("DBSELECT_REGISTER_SCANNED", default=True),

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.views import AdminLoginView
 from dbselect.views import healthz
 
 urlpatterns = [
@@ -11,6 +12,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Before Django's admin, which would otherwise answer /admin/engines/ with its 404.
     path("admin/engines/", include("dbselect.engine_urls")),
+    # The admin's sign-in page, under the app's rate limit (one limiter for every sign-in form).
+    path("admin/login/", AdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("", include("snapshots.urls")),
     path("", include("nukeworks.companies.urls")),

@@ -505,7 +505,7 @@ def test_fallback_is_audited_in_the_database_returned_to(make_database):
 
 def test_privileged_actions_are_audited(make_database, old_database):
     """Migration, snapshot create/restore and engine dispose each leave an entry."""
-    plant = make_database(name="Plant", users=[("boss", "pw", True)])
+    plant = make_database(name="Plant", users=[("boss", "pw", True)], label="default")
     client = Client()
     select(client, plant)
     sign_in(client, "boss", "pw")

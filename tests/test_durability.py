@@ -164,7 +164,13 @@ def run(tmp_path, make_database):
     set_password(db, "boss", "pw-boss-123")
     for i in range(WRITERS):
         set_password(db, f"writer-w{i}", "pw-writer-123")
-    server = GunicornServer(tmp_path / "server", workers=2, threads=4).start()
+    # The admin's database is an operator database: the dispose fault uses the engines page.
+    server = GunicornServer(
+        tmp_path / "server",
+        workers=2,
+        threads=4,
+        env={"NUKEWORKS_OPERATOR_DATABASES": str(db)},
+    ).start()
     admin = Browser(server.base)
     assert admin.select(db)[0] == 200
     assert "Log out boss" in admin.sign_in("boss", "pw-boss-123")[1]

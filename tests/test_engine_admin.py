@@ -27,7 +27,8 @@ def _own_store(tmp_path, settings):
 
 @pytest.fixture
 def admin_client(make_database):
-    path = make_database(name="Plant A", users=[("boss", "pw-boss-123", True)])
+    # databases/default of the test's folder: its admins are operators (dbselect.operators).
+    path = make_database(name="Plant A", users=[("boss", "pw-boss-123", True)], label="default")
     client = Client()
     select(client, path)
     sign_in(client, "boss", "pw-boss-123")

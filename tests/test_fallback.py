@@ -17,6 +17,7 @@ def _session_on(make_database, *, previous: bool = True):
     second = make_database(name="Fragile", companies=["Fragile Co"], users=[("op", "pw", False)])
     if previous:
         select(client, first)
+        sign_in(client, "op", "pw")  # one sign-in per database
     select(client, second)
     sign_in(client, "op", "pw")
     assert ">Fragile Co</a>" in client.get("/companies/").content.decode()

@@ -41,6 +41,7 @@ def on_fragile(make_database, fast_busy_timeout) -> tuple[Client, Path, Path]:
     safe = make_database(name="Safe Harbour", companies=["Safe Co"], users=[("op", "pw", False)])
     fragile = make_database(name="Fragile", companies=["Fragile Co"], users=[("op", "pw", False)])
     select(client, safe)
+    sign_in(client, "op", "pw")  # one sign-in per database
     select(client, fragile)
     sign_in(client, "op", "pw")
     assert ">Fragile Co</a>" in client.get("/companies/").content.decode()

@@ -26,9 +26,11 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _signed_in(make_database, user=ADMIN) -> Client:
+def _signed_in(make_database, user=ADMIN, home: Path | None = None) -> Client:
+    """A session signed in to "Home Base", databases/default of the test's folder (whose
+    admins are operators, dbselect.operators); `home` reuses an existing one."""
     client = Client()
-    select(client, make_database(name="Home Base", users=[user]))
+    select(client, home or make_database(name="Home Base", users=[user], label="default"))
     sign_in(client, user[0], user[1])
     return client
 
@@ -57,6 +59,9 @@ def test_admin_applies_migrations_and_lands_on_the_database(make_database, make_
     response = client.post("/select-db/migrate", {"path": str(old), "next": "/companies/"})
     assert response.status_code == 302
     assert response["Location"] == "/companies/"
+    # A sign-in per database: the operator signs in to the migrated database to work on it.
+    assert client.get("/companies/")["Location"].startswith("/login/")
+    assert sign_in(client, ADMIN[0], ADMIN[1]).status_code == 302
     page = client.get("/companies/").content.decode()
     assert ">Legacy One</a>" in page and ">Legacy Two</a>" in page
     assert client.session[db_session.SELECTED_PATH] == str(old)
@@ -77,7 +82,7 @@ def test_non_admin_is_blocked_and_the_file_is_untouched(make_database, make_old_
     assert any(
         "needs migration" in m
         and "companies.0002_company_website" in m
-        and "Only an administrator" in m
+        and "Only an operator can apply migrations" in m
         for m in messages_of(response)
     )
     assert "Apply migrations" not in response.content.decode()
@@ -142,7 +147,8 @@ def test_failed_migration_restores_the_file_and_shows_the_error(make_database, s
 
 def test_concurrent_approvals_run_the_migration_once(make_database, make_old_database):
     old = make_old_database(users=[ADMIN])
-    clients = [_signed_in(make_database) for _ in range(2)]
+    home = make_database(name="Home Base", users=[ADMIN], label="default")
+    clients = [_signed_in(make_database, home=home) for _ in range(2)]
     barrier = threading.Barrier(2)
     statuses: list[int] = []
     notes: list[str] = []

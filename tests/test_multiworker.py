@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,9 +19,21 @@ from tests.live import Browser, GunicornServer, open_files, set_password
 
 
 @pytest.fixture
-def server(tmp_path):
+def control_path(tmp_path) -> Path:
+    """Where the operator's database ("Control") will be made."""
+    return tmp_path / "control" / "nukeworks.sqlite"
+
+
+@pytest.fixture
+def server(tmp_path, control_path):
     """gunicorn with 2 workers x 2 threads and persistent connections, stopped afterwards."""
-    srv = GunicornServer(tmp_path / "server", workers=2, threads=2, conn_max_age=600).start()
+    srv = GunicornServer(
+        tmp_path / "server",
+        workers=2,
+        threads=2,
+        conn_max_age=600,
+        env={"NUKEWORKS_OPERATOR_DATABASES": str(control_path)},
+    ).start()
     yield srv
     srv.stop()
 
@@ -48,9 +61,12 @@ def _open_in_every_worker(server: GunicornServer, path: str, timeout: float = 30
 
 
 @pytest.fixture
-def admin(server, make_database):
-    """An administrator signed in to a database of their own ("Control")."""
-    control = make_database(name="Control", users=[("boss", "pw-boss-123", True)])
+def admin(server, make_database, control_path):
+    """An operator: an administrator signed in to the operator database ("Control")."""
+    control_path.parent.mkdir()
+    control = make_database(
+        name="Control", users=[("boss", "pw-boss-123", True)], path=control_path
+    )
     set_password(control, "boss", "pw-boss-123")
     browser = Browser(server.base)
     browser.select(control)

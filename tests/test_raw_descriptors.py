@@ -81,7 +81,7 @@ def test_the_check_sees_a_raw_open_of_a_live_file(make_database, recording):
 
 
 def test_no_page_opens_a_live_database_file(make_database, tmp_path, recording):
-    path = make_database(name="Plant", users=[("boss", "pw-boss-123", True)])
+    path = make_database(name="Plant", users=[("boss", "pw-boss-123", True)], label="default")
     link = tmp_path / "plant-link.sqlite"
     link.symlink_to(path)
     start_recording()

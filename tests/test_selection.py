@@ -180,6 +180,9 @@ def test_switch_back_and_forth_while_logged_in(make_database):
     client = Client()
     select(client, a)
     sign_in(client, "sam", "pw")
+    select(client, b)
+    sign_in(client, "sam", "pw")  # one sign-in per database; then switching needs none
+    select(client, a)
     response = select(client, b, next="/companies/")
     assert response["Location"] == "/companies/"
     page = client.get("/companies/").content.decode()

@@ -1,0 +1,88 @@
+"""Server-wide operators, as opposed to the admins of one database.
+
+Users live inside each database file, so being an admin of a file says nothing about the
+server: anyone can make a file in which they are admin. Powers that reach the whole server
+(the engines page and dispose, other sessions' paths, later the catalog and creating or
+archiving databases) need an *operator*:
+
+    an admin (active, staff or superuser) of one of DBSELECT["OPERATOR_DATABASES"]
+    (default: databases/default/nukeworks.sqlite), signed in to it in this browser session.
+
+The sign-in is the one the session keeps for that database (dbselect.session.login_for),
+verified against that very file on each check: a password change, deactivation or demotion
+there ends the operator power at once. The session may be working on any database meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import constant_time_compare
+
+from dbselect import registry, session
+from dbselect.conf import get_config
+from dbselect.paths import real_path
+
+DENIED = (
+    "Only an operator can do this: an administrator signed in to one of the operator "
+    "databases ({names})."
+)
+_CACHE_ATTR = "nukeworks_is_operator"
+
+
+def operator_databases() -> list[str]:
+    """Return the real paths of the operator databases."""
+    config = get_config()
+    configured = config.get("OPERATOR_DATABASES")
+    if not configured:
+        configured = [Path(config["DATABASES_DIR"]) / "default" / config["DATABASE_FILENAME"]]
+    return [real_path(str(p)) for p in configured]
+
+
+def _is_admin_there(path: str, login: dict[str, str]) -> bool:
+    if not Path(path).is_file():
+        return False
+    alias = registry.register(path).alias
+    try:
+        user = get_user_model()._default_manager.db_manager(alias).filter(pk=login["id"]).first()
+    except (DatabaseError, ValueError, KeyError):
+        return False
+    return bool(
+        user is not None
+        and user.is_active
+        and (user.is_staff or user.is_superuser)
+        and constant_time_compare(user.get_session_auth_hash(), login.get("hash", ""))
+    )
+
+
+def is_operator(request: HttpRequest) -> bool:
+    """Return True when this session holds an admin sign-in to an operator database."""
+    cached = getattr(request, _CACHE_ATTR, None)
+    if cached is not None:
+        return cached
+    logins = session.all_logins(request)
+    result = any(
+        path in logins and _is_admin_there(path, logins[path]) for path in operator_databases()
+    )
+    setattr(request, _CACHE_ATTR, result)
+    return result
+
+
+def operator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer 403 to anyone but an operator (checked on the server, for every method)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_operator(request):
+            names = ", ".join(operator_databases())
+            raise PermissionDenied(DENIED.format(names=names))
+        return view(request, *args, **kwargs)
+
+    return wrapper
