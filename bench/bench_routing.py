@@ -197,11 +197,14 @@ def clone_sessions(template_key: str, files: list[Path]) -> list[str]:
     from django.contrib.sessions.backends.file import SessionStore
 
     from accounts.binding import AUTH_DB_PATH
-    from dbselect.session import SELECTED_NAME, SELECTED_PATH
+    from dbselect.session import DB_LOGINS, SELECTED_NAME, SELECTED_PATH
 
     data = SessionStore(session_key=template_key).load()
     if "_auth_user_id" not in data:
         raise SystemExit("the template session is not signed in")
+    # Every file is a copy of the template's: the same user, id and password hash, so the
+    # template's sign-in holds in each (one sign-in per database, accounts.binding).
+    login = data[DB_LOGINS][data[SELECTED_PATH]]
     keys = []
     for path in files:
         store = SessionStore()
@@ -211,6 +214,7 @@ def clone_sessions(template_key: str, files: list[Path]) -> list[str]:
                 SELECTED_PATH: str(path),
                 AUTH_DB_PATH: str(path),
                 SELECTED_NAME: path.parent.name,
+                DB_LOGINS: {str(path): login},
             }
         )
         store.create()
