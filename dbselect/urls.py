@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dbselect import views
+from dbselect import protection_views, views
 
 app_name = "dbselect"
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("select-db", views.select_database, name="select"),
     path("select-db/browse", views.browse, name="browse"),
     path("select-db/migrate", views.apply_migrations, name="migrate"),
+    path("database/protection", protection_views.protection_page, name="protection"),
 ]

@@ -75,6 +75,9 @@ MIDDLEWARE = [
     # Django's AuthenticationMiddleware, loading the user from this session's own sign-in to
     # the selected database (accounts.binding).
     "accounts.middleware.DatabaseAuthenticationMiddleware",
+    # After authentication: a protected database refuses writes unless the signed-in admin
+    # holds a maintenance grant (dbselect.protection).
+    "dbselect.protection_middleware.ProtectedDatabaseMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -92,6 +95,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "dbselect.context_processors.selected_database",
+                "dbselect.protection_views.maintenance_banner",
             ],
         },
     },
