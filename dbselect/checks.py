@@ -62,17 +62,45 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return []
 
 
-@register(deploy=True)
-def check_allowed_roots(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    """dbselect.W001: unrestricted paths are allowed by the spec but risky in production."""
+ALLOWED_ROOTS_HINT = (
+    "Set DBSELECT_ALLOWED_ROOTS to the folders that hold NukeWorks databases (colon-separated)."
+)
+
+
+def _production() -> bool:
+    return getattr(settings, "NUKEWORKS_ENV", "development") == "production"
+
+
+@register()
+def check_allowed_roots_in_production(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """dbselect.E003: production requires allowed roots (visitors type paths before sign-in)."""
     from dbselect.conf import get_config
 
-    if not get_config()["ALLOWED_ROOTS"]:
+    if _production() and not get_config()["ALLOWED_ROOTS"]:
+        return [
+            Error(
+                "NUKEWORKS_ENV=production needs DBSELECT_ALLOWED_ROOTS: without it anyone who "
+                "reaches the server may browse and select any file path on it before signing in.",
+                hint=ALLOWED_ROOTS_HINT,
+                id="dbselect.E003",
+            )
+        ]
+    return []
+
+
+@register(deploy=True)
+def check_allowed_roots(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """dbselect.W001: unrestricted paths are allowed by the spec but risky in production.
+
+    Under NUKEWORKS_ENV=production the same case is the error dbselect.E003 instead.
+    """
+    from dbselect.conf import get_config
+
+    if not get_config()["ALLOWED_ROOTS"] and not _production():
         return [
             Warning(
                 "Any file path on this server can be selected and browsed.",
-                hint="Set DBSELECT_ALLOWED_ROOTS to the folders that hold NukeWorks databases "
-                "(colon-separated).",
+                hint=ALLOWED_ROOTS_HINT,
                 id="dbselect.W001",
             )
         ]

@@ -1,8 +1,12 @@
-"""instance/db_selector.json: the machine-local memory of the selector.
+"""instance/db_selector.json: the machine-local memory of the selector, and each session's own.
 
 Schema: {"recent_paths": [], "last_browsed_dir": "", "global_default_path": ""}. Writes are
 atomic (temporary file + rename) and serialised across processes with a lock file; a corrupt
 or hand-edited file is tolerated (unknown keys dropped, wrong types reset) and rewritten.
+
+The file is shared by everyone who uses this machine. Each browser session also keeps its own
+history of the same shape in its session (`SESSION_HISTORY`); `for_request()` decides which
+one a request sees: in production the machine's only for operators, everybody else their own.
 """
 
 from __future__ import annotations
@@ -18,11 +22,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.dispatch import receiver
+from django.http import HttpRequest
+
 from dbselect.conf import get_config
+from dbselect.signals import database_switched
 
 logger = logging.getLogger("nukeworks.dbselect")
 
 EMPTY: dict[str, Any] = {"recent_paths": [], "last_browsed_dir": "", "global_default_path": ""}
+# The session key of a browser session's own selector history (same schema as the file).
+SESSION_HISTORY = "dbselect_history"
 
 
 def cache_file() -> Path:
@@ -116,3 +127,47 @@ def remember_selection(path: str) -> dict[str, Any]:
         state["global_default_path"] = path
         _write(state)
         return state
+
+
+def session_history(request: HttpRequest) -> dict[str, Any]:
+    """Return this browser session's own history (recent paths, last browsed folder, last used)."""
+    session = getattr(request, "session", None)
+    return _clean(session.get(SESSION_HISTORY) if session is not None else None)
+
+
+def remember_in_session(request: HttpRequest, path: str) -> None:
+    """Record a successful selection in this browser session's own history."""
+    state = session_history(request)
+    recent = [path] + [p for p in state["recent_paths"] if p != path]
+    request.session[SESSION_HISTORY] = {
+        "recent_paths": recent[: get_config()["RECENT_PATHS_LIMIT"]],
+        "last_browsed_dir": os.path.dirname(path),
+        "global_default_path": path,
+    }
+
+
+@receiver(database_switched, dispatch_uid="nw-selector-session-history")
+def _remember_on_select(
+    sender: object, request: HttpRequest, path: str | None, reason: str, **kwargs: object
+) -> None:
+    # The same moment services records the selection in the machine file.
+    if reason == "selected" and path:
+        remember_in_session(request, path)
+
+
+def shows_machine_history(request: HttpRequest) -> bool:
+    """Return True when this request may see the machine's history (instance/db_selector.json).
+
+    Outside production everybody may, as the specification has it. In production the file
+    tells which databases anyone on this machine worked on, so only operators see it.
+    """
+    if getattr(settings, "NUKEWORKS_ENV", "development") != "production":
+        return True
+    from dbselect import operators
+
+    return operators.is_operator(request)
+
+
+def for_request(request: HttpRequest) -> dict[str, Any]:
+    """Return the history this request may see: the machine's, or its session's own."""
+    return load() if shows_machine_history(request) else session_history(request)

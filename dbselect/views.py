@@ -17,7 +17,7 @@ from dbselect import migrating, scanner, selector_cache, services, session
 from dbselect.browse import list_folder
 from dbselect.conf import get_config
 from dbselect.middleware import fallback_banner
-from dbselect.paths import PathRejected, bounded
+from dbselect.paths import PathRejected, bounded, check_allowed
 from dbselect.schema import SchemaState
 
 
@@ -47,8 +47,27 @@ def _last_used(request: HttpRequest, cache: dict) -> str:
     return default if default and _reachable(default) else ""
 
 
+def _browse_start(history: dict) -> str:
+    """Return the folder the browse widget opens first: the last browsed one if allowed.
+
+    Else databases/, else the first allowed root: never a folder the widget would refuse.
+    """
+    config = get_config()
+    databases_dir = str(config["DATABASES_DIR"])
+    candidates = [history["last_browsed_dir"], databases_dir, *map(str, config["ALLOWED_ROOTS"])]
+    for folder in candidates:
+        try:
+            if folder:
+                check_allowed(folder)
+                return folder
+        except PathRejected:
+            continue
+    return databases_dir
+
+
 def _selector_context(request: HttpRequest, **extra: object) -> dict:
-    cache = selector_cache.load()
+    # The machine's history, or in production (unless an operator) this session's own.
+    cache = selector_cache.for_request(request)
     databases = scanner.scan()
     known = {db.path for db in databases}
     recent = [p for p in cache["recent_paths"] if p not in known]
@@ -60,7 +79,7 @@ def _selector_context(request: HttpRequest, **extra: object) -> dict:
         "last_used": last_used,
         "current_path": current,
         "checked_path": request.POST.get("choice") or current or last_used,
-        "browse_start": cache["last_browsed_dir"] or str(get_config()["DATABASES_DIR"]),
+        "browse_start": _browse_start(cache),
         "next": _safe_next(request),
         **extra,
     }
@@ -187,7 +206,9 @@ def apply_migrations(request: HttpRequest) -> HttpResponse:
 @require_GET
 def browse(request: HttpRequest) -> JsonResponse:
     """Return folders and database files under ?dir= as JSON for the browse widget."""
-    folder = request.GET.get("dir") or selector_cache.load()["last_browsed_dir"]
+    # Without ?dir=: the last browsed folder this request may know of, else databases/ (refused
+    # like any other folder when it lies outside the allowed roots).
+    folder = request.GET.get("dir") or selector_cache.for_request(request)["last_browsed_dir"]
     folder = folder or str(get_config()["DATABASES_DIR"])
     try:
         return JsonResponse(list_folder(folder))

@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,8 +45,11 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-# "development", "testing" or "production": production turns on secure cookies and HSTS.
+# "development", "testing" or "production". Production turns on Secure cookies, HSTS and the
+# HTTPS redirect (below), shows the machine's selection history only to operators, and
+# requires DBSELECT_ALLOWED_ROOTS (system check dbselect.E003).
 NUKEWORKS_ENV = env.str("NUKEWORKS_ENV", default="development")
+_PRODUCTION = NUKEWORKS_ENV == "production"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,6 +60,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "csp",
     "dbselect",
     "accounts",
     "audit",
@@ -65,6 +70,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # First after security: every response gets the Content-Security-Policy, static files too.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -161,10 +168,37 @@ SESSION_FILE_PATH = env.str("SESSION_FILE_PATH", default=str(INSTANCE_DIR / "ses
 Path(SESSION_FILE_PATH).mkdir(parents=True, exist_ok=True)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = NUKEWORKS_ENV == "production"
-CSRF_COOKIE_SECURE = NUKEWORKS_ENV == "production"
+SESSION_COOKIE_SECURE = _PRODUCTION
+CSRF_COOKIE_SECURE = _PRODUCTION
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_COOKIE_SAMESITE = "Lax"
+
+# HTTPS in production (`manage.py check --deploy` is clean): plain-HTTP requests are redirected
+# (except /healthz, which load balancers probe over HTTP) and HSTS tells browsers to use HTTPS
+# only. Behind a TLS proxy, gunicorn trusts its X-Forwarded-Proto from FORWARDED_ALLOW_IPS.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
+
+# Content-Security-Policy on every response (django-csp; Django 5.2 has no CSP of its own):
+# scripts, styles and everything else only from this site's own files, never inline code
+# (templates load static/ scripts and use no on*= handlers), no framing, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    },
+}
 
 # Login rate limiting (accounts/ratelimit.py): failed sign-ins per username and per client
 # address within WINDOW seconds; 0 disables a limit (e.g. IP_LIMIT behind a reverse proxy
