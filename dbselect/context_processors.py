@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
-
 from django.utils.functional import SimpleLazyObject
 
 from dbselect import operators, session

@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit import log as audit_log
-from dbselect import migrating, scanner, selector_cache, services, session
+from dbselect import migrating, operators, scanner, selector_cache, services, session
 from dbselect.browse import list_folder
 from dbselect.conf import get_config
 from dbselect.middleware import fallback_banner
@@ -109,10 +109,13 @@ def select_database(request: HttpRequest) -> HttpResponse:
     return _refused(request, result.reason or "", typed_path=typed, refused=result)
 
 
-def is_admin(request: HttpRequest) -> bool:
-    """Return True when the user signed in to the *current* database is an administrator."""
-    user = getattr(request, "user", None)
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+def may_migrate(request: HttpRequest) -> bool:
+    """Return True when this session may migrate a database it is not working on yet.
+
+    Changing another file is a server-wide power: an operator's (dbselect.operators), never
+    that of whoever is admin of the file the session happens to work on.
+    """
+    return operators.is_operator(request)
 
 
 def _refused(request: HttpRequest, reason: str, status: int = 400, **extra: object) -> HttpResponse:
@@ -139,7 +142,7 @@ def _migration_plan(
         migration=info,
         migration_display_name=request.POST.get("display_name", ""),
     )
-    if is_admin(request):
+    if may_migrate(request):
         messages.warning(
             request,
             f"This database needs {len(info.pending)} migration(s) before it can be used. "
@@ -148,9 +151,9 @@ def _migration_plan(
         return render(request, "dbselect/select.html", context)
     messages.error(
         request,
-        f"This database needs migration before it can be used ({names}). Only an administrator "
-        "can apply migrations: sign in as an administrator of your current database, then "
-        "select it again.",
+        f"This database needs migration before it can be used ({names}). Only an operator can "
+        "apply migrations: sign in as an administrator of an operator database, then select "
+        "it again.",
     )
     return render(request, "dbselect/select.html", context, status=403)
 
@@ -159,13 +162,13 @@ def _migration_plan(
 def apply_migrations(request: HttpRequest) -> HttpResponse:
     """Snapshot, migrate and switch to a database after an administrator's approval."""
     raw = request.POST.get("path", "")
-    if not is_admin(request):
+    if not may_migrate(request):
         audit_log.record(
             "database.migrate",
             target=str(raw)[:1000],
             outcome="denied",
             request=request,
-            detail="not an administrator of the current database",
+            detail="not an operator",
         )
         messages.error(request, "Only an administrator can apply migrations.")
         return render(request, "dbselect/select.html", _selector_context(request), status=403)
