@@ -11,7 +11,18 @@ import os
 from nukeworks.settings import *  # noqa: F403
 from nukeworks.settings import DATABASES, MIDDLEWARE
 
-MIDDLEWARE = [m for m in MIDDLEWARE if m != "dbselect.middleware.DatabaseSelectionMiddleware"]
+# No selection, so no per-database sign-in or protection either: Django's own authentication.
+MIDDLEWARE = [
+    "django.contrib.auth.middleware.AuthenticationMiddleware"
+    if m == "accounts.middleware.DatabaseAuthenticationMiddleware"
+    else m
+    for m in MIDDLEWARE
+    if m
+    not in (
+        "dbselect.middleware.DatabaseSelectionMiddleware",
+        "dbselect.protection_middleware.ProtectedDatabaseMiddleware",
+    )
+]
 DATABASE_ROUTERS: list[str] = []
 DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ["BENCH_STATIC_DB"]}}
 SILENCED_SYSTEM_CHECKS = ["dbselect.E001", "dbselect.E002"]

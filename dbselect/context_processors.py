@@ -9,12 +9,13 @@ from dbselect import operators, session
 
 
 def selected_database(request: HttpRequest) -> dict[str, object]:
-    """Expose the selected database and whether the session is an operator to every template.
+    """Expose the selected database, and whether to show operator links, to every template.
 
-    `is_operator` is lazy: it reads the operator database only on pages that ask.
+    `is_operator` only says the session holds a sign-in to an operator database (no query):
+    it shows the links; the operator views verify that sign-in against the file themselves.
     """
     return {
         "selected_db_path": session.selected_path(request),
         "selected_db_name": session.selected_name(request),
-        "is_operator": SimpleLazyObject(lambda: operators.is_operator(request)),
+        "is_operator": SimpleLazyObject(lambda: operators.may_be_operator(request)),
     }

@@ -33,6 +33,10 @@ from dbselect.engine_conf import engine_setting
 POLL_INTERVAL = 0.005
 
 _local = threading.local()
+# Gate folders already made by this process (one mkdir per folder, not per request).
+_made: set[Path] = set()
+# (folder, database) -> its two lock files (computed once: this runs on every request).
+_names: dict[tuple[Path, str], tuple[str, str]] = {}
 
 
 class GateClosed(Exception):
@@ -41,17 +45,24 @@ class GateClosed(Exception):
 
 def _folder() -> Path:
     folder = Path(engine_setting("ENGINE_STORE_DIR")) / "gates"
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder not in _made:
+        folder.mkdir(parents=True, exist_ok=True)
+        _made.add(folder)
     return folder
 
 
-def _files(database: str) -> tuple[Path, Path]:
-    digest = hashlib.sha256(database.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+def _files(database: str) -> tuple[str, str]:
     folder = _folder()
-    return folder / f"{digest}.turnstile", folder / f"{digest}.gate"
+    key = (folder, database)
+    files = _names.get(key)
+    if files is None:
+        digest = hashlib.sha256(database.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        files = (str(folder / f"{digest}.turnstile"), str(folder / f"{digest}.gate"))
+        _names[key] = files
+    return files
 
 
-def _open(path: Path) -> int:
+def _open(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 

@@ -16,7 +16,7 @@ there ends the operator power at once. The session may be working on any databas
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
+from functools import cache, wraps
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,23 @@ def operator_databases() -> list[str]:
     configured = config.get("OPERATOR_DATABASES")
     if not configured:
         configured = [Path(config["DATABASES_DIR"]) / "default" / config["DATABASE_FILENAME"]]
-    return [real_path(str(p)) for p in configured]
+    return _real_paths(tuple(str(p) for p in configured))
+
+
+@cache
+def _real_paths(paths: tuple[str, ...]) -> list[str]:
+    # Resolved once per process and setting: a link swapped later does not move the power.
+    return [real_path(p) for p in paths]
+
+
+def may_be_operator(request: HttpRequest) -> bool:
+    """Return True when the session holds a sign-in to an operator database (no query).
+
+    For showing operator links only: every operator view checks `is_operator`, which
+    verifies the sign-in against the operator database itself.
+    """
+    logins = session.all_logins(request)
+    return any(path in logins for path in operator_databases())
 
 
 def _is_admin_there(path: str, login: dict[str, str]) -> bool:

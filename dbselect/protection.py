@@ -99,10 +99,35 @@ def write_target(sql: str) -> str | None:
 
 @dataclass
 class WriteGuard:
-    """A Django execute wrapper refusing or recording the writes of one request."""
+    """A Django execute wrapper refusing or recording the writes of one request.
 
-    allowed: bool
+    Nothing is read until the request's first write: read-only requests cost no query.
+    """
+
+    alias: str
+    user: Any
     writes: list[str] = field(default_factory=list)
+    _protected: bool | None = None
+    _allowed: bool | None = None
+
+    def protected(self) -> bool:
+        """Return whether the database is protected (read once per request)."""
+        if self._protected is None:
+            self._protected = is_protected(self.alias)
+        return self._protected
+
+    def grant_expiry(self) -> float | None:
+        """Return when the user's maintenance grant ends, if they are an admin holding one."""
+        user = self.user
+        if not (getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False)):
+            return None
+        return grant_expiry(self.alias, user.pk)
+
+    def allowed(self) -> bool:
+        """Return whether this request may write (decided once, at its first write)."""
+        if self._allowed is None:
+            self._allowed = not self.protected() or self.grant_expiry() is not None
+        return self._allowed
 
     def __call__(
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
@@ -110,23 +135,11 @@ class WriteGuard:
         table = write_target(sql)
         if table is not None:
             kind = sql.split(None, 1)[0].upper()
-            if not self.allowed:
+            if not self.allowed():
                 raise DatabaseProtected(f"{kind} {table}")
-            self.writes.append(f"{kind} {table}")
+            if self.protected():
+                self.writes.append(f"{kind} {table}")
         return execute(sql, params, many, context)
-
-
-def guard_for(alias: str, user: Any) -> WriteGuard | None:
-    """Return the write guard of a request on `alias` (None: the database is not protected)."""
-    if not is_protected(alias):
-        return None
-    user_id = getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None
-    allowed = bool(
-        user_id is not None
-        and getattr(user, "is_admin", False)
-        and grant_expiry(alias, user_id) is not None
-    )
-    return WriteGuard(allowed=allowed)
 
 
 def install(alias: str, guard: WriteGuard) -> Any:

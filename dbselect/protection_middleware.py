@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -26,14 +25,9 @@ class ProtectedDatabaseMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         alias = state.get_active_alias()
-        guard = None
-        if alias is not None:
-            try:
-                guard = protection.guard_for(alias, request.user)
-            except DatabaseError:
-                guard = None  # an unreadable file is answered by dbselect.faults
-        if guard is None:
+        if alias is None:
             return self.get_response(request)
+        guard = protection.WriteGuard(alias, request.user)
         with protection.install(alias, guard):
             response = self.get_response(request)
         if guard.writes:

@@ -14,6 +14,9 @@ from django.views.decorators.http import require_http_methods
 from audit import log as audit_log
 from dbselect import protection, session, state
 
+# The maintenance grant this session switched on, for the banner: {"path", "until"}.
+BANNER_KEY = "maintenance_banner"
+
 
 def _admin_alias(request: HttpRequest) -> str:
     user = getattr(request, "user", None)
@@ -47,6 +50,7 @@ def protection_page(request: HttpRequest) -> HttpResponse:
             except ValueError:
                 minutes = 30
             expiry = protection.start_maintenance(alias, user.pk, minutes * 60)
+            request.session[BANNER_KEY] = {"path": target, "until": expiry}
             until = time.strftime("%H:%M:%S", time.localtime(expiry))
             messages.warning(request, f"Maintenance mode is on for you until {until}.")
             audit_log.record(
@@ -57,6 +61,7 @@ def protection_page(request: HttpRequest) -> HttpResponse:
             )
         elif action == "maintenance-off":
             protection.end_maintenance(alias, user.pk)
+            request.session.pop(BANNER_KEY, None)
             messages.info(request, "Maintenance mode is off.")
             audit_log.record("protection.maintenance_off", target=target, request=request)
         else:
@@ -77,15 +82,15 @@ def protection_page(request: HttpRequest) -> HttpResponse:
 
 
 def maintenance_banner(request: HttpRequest) -> dict[str, object]:
-    """Template context: the maintenance grant of the signed-in admin, for the banner."""
-    alias = state.get_active_alias()
-    user = getattr(request, "user", None)
-    if alias is None or not getattr(user, "is_admin", False):
+    """Template context: the end of the maintenance grant this session switched on.
+
+    Read from the session (no query on every page); the grant itself lives in the database
+    and is what the write guard checks.
+    """
+    session_data = getattr(request, "session", None)
+    grant = session_data.get(BANNER_KEY) if session_data is not None else None
+    if not grant or grant.get("path") != session.selected_path(request):
         return {}
-    try:
-        expiry = protection.grant_expiry(alias, user.pk)
-    except Exception:  # a failing database is reported by the page itself
+    if float(grant.get("until", 0)) <= time.time():
         return {}
-    if expiry is None:
-        return {}
-    return {"maintenance_until": time.strftime("%H:%M:%S", time.localtime(expiry))}
+    return {"maintenance_until": time.strftime("%H:%M:%S", time.localtime(grant["until"]))}
