@@ -50,7 +50,8 @@ while True:
 def _view(request: HttpRequest) -> HttpResponse:
     alias = state.get_active_alias()
     with connections[alias].cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM companies_company")
+        # An index look-up: a count(*) would scan a table the writers grow all the time.
+        cursor.execute("SELECT max(id) FROM companies_company")
         cursor.fetchone()
     return HttpResponse("ok")
 
