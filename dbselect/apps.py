@@ -9,9 +9,10 @@ class DbSelectConfig(AppConfig):
         from django.db.backends.signals import connection_created
 
         # checks register themselves on import.
-        from dbselect import checks, query_budget, registry, scanner  # noqa: F401
+        from dbselect import checks, live_files, query_budget, registry, scanner  # noqa: F401
         from dbselect.conf import get_config
 
+        connection_created.connect(live_files.on_connection_created, dispatch_uid="nw-live-files")
         connection_created.connect(
             query_budget.on_connection_created, dispatch_uid="nw-query-budget"
         )

@@ -27,6 +27,7 @@ import os
 import stat
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 FileKey = tuple[int, int]  # (st_dev, st_ino)
 
@@ -38,7 +39,14 @@ _guards_lock = threading.Lock()
 
 
 class LiveFile(Exception):
-    """The file is one this process works on: read it through SQLite, never raw."""
+    """The file is one this process works on: read it through SQLite, never raw.
+
+    `stat` is the file's stat, taken through the O_PATH descriptor.
+    """
+
+    def __init__(self, path: str, st: os.stat_result) -> None:
+        super().__init__(path)
+        self.stat = st
 
 
 class NotRegularFile(Exception):
@@ -108,6 +116,19 @@ def mark_live(path: str) -> bool:
     return True
 
 
+def on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Mark the file of every new SQLite connection live, before it can take a lock.
+
+    Runtime engines are marked when they are registered; this also covers the aliases
+    configured in settings and any other connection Django opens.
+    """
+    if connection.vendor != "sqlite":
+        return
+    name = str(connection.settings_dict.get("NAME") or "")
+    if name and name != ":memory:" and not name.startswith("file:"):
+        mark_live(name)
+
+
 def read_prefix(path: str, size: int) -> RawRead:
     """Read the first `size` bytes of the regular file at `path`, which must not be live.
 
@@ -124,7 +145,7 @@ def read_prefix(path: str, size: int) -> RawRead:
         key = key_of(st)
         with _guard(key):
             if _is_marked(key):
-                raise LiveFile(path)
+                raise LiveFile(path, st)
             # Re-opening through /proc/self/fd opens exactly the inode checked above, even if
             # the path was renamed or replaced meanwhile.
             fd = os.open(

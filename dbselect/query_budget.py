@@ -27,7 +27,6 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from dbselect import live_files
 from dbselect.conf import get_config
 
 # SQLite virtual-machine steps between two looks at the clock (about 0.1 ms of work).
@@ -80,13 +79,9 @@ class QueryBudget:
 
 
 def on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    """Guard a new SQLite connection: live-file mark, time budget (see the module docstring)."""
+    """Give a new SQLite connection its time budget (see the module docstring)."""
     if connection.vendor != "sqlite":
         return
-    name = str(connection.settings_dict.get("NAME") or "")
-    if name and name != ":memory:" and not name.startswith("file:"):
-        # Raw reads of this file must stop before this connection takes its first lock.
-        live_files.mark_live(name)
     with _budgets_lock:
         budget = _budgets.get(connection)
         if budget is None:

@@ -168,7 +168,7 @@ def register(path: str, *, alias: str | None = None, display_name: str | None = 
             return engine
         # Before any connection can take a lock: raw reads of this file stop here.
         live_files.mark_live(real)
-        network = _is_network(real)
+        network = is_network_path(real)
         # Re-registered after a dispose: keep the alias it had (e.g. its scanner label).
         alias = alias or _known_aliases.get(real)
         taken = connections.settings.get(alias) if alias else None

@@ -127,8 +127,8 @@ def read_header(path: str) -> tuple[SqliteHeader | None, FileIdentity]:
     def _read() -> tuple[bytes | None, os.stat_result]:
         try:
             raw = live_files.read_prefix(path, HEADER_SIZE)
-        except live_files.LiveFile:
-            return None, os.stat(path)
+        except live_files.LiveFile as live:
+            return None, live.stat
         except live_files.NotRegularFile as exc:
             if exc.is_dir:
                 raise ValidationFailed("This path is a folder, not a database file.") from None
