@@ -355,14 +355,9 @@ def nobody_python() -> Iterator[tuple[str, dict[str, str]]]:
         ]
         for interpreter in dict.fromkeys(candidates):
             try:
-                probe = subprocess.run(
+                probe = _run_as_nobody(
                     [interpreter, "-c", "import sys; sys.exit(sys.version_info < (3, 11))"],
-                    user=nobody.pw_uid,
-                    group=nobody.pw_gid,
-                    extra_groups=[],
-                    env=env,
-                    cwd="/",
-                    capture_output=True,
+                    env,
                     timeout=60,
                 )
             except (PermissionError, FileNotFoundError):
@@ -375,21 +370,27 @@ def nobody_python() -> Iterator[tuple[str, dict[str, str]]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _as_nobody(python: tuple[str, dict[str, str]], code: str) -> str:
-    """Run `code` in a child process as the unprivileged user `nobody`; return its output."""
-    interpreter, env = python
+def _run_as_nobody(
+    args: list[str], env: dict[str, str], **kwargs: object
+) -> subprocess.CompletedProcess:
+    """Run `args` as the unprivileged user `nobody`, from /, with its output captured."""
     nobody = pwd.getpwnam("nobody")
-    result = subprocess.run(
-        [interpreter, "-c", NOBODY_PRELUDE + code],
+    return subprocess.run(
+        args,
         user=nobody.pw_uid,
         group=nobody.pw_gid,
         extra_groups=[],
         env=env,
         cwd="/",
         capture_output=True,
-        text=True,
-        timeout=120,
+        **kwargs,
     )
+
+
+def _as_nobody(python: tuple[str, dict[str, str]], code: str) -> str:
+    """Run `code` in a child process as the unprivileged user `nobody`; return its output."""
+    interpreter, env = python
+    result = _run_as_nobody([interpreter, "-c", NOBODY_PRELUDE + code], env, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
