@@ -74,10 +74,9 @@ class DatabaseSelectionMiddleware:
     def _safe_bind(self, request: HttpRequest) -> str | HttpResponse | None:
         try:
             return self._bind(request)
-        except maintenance_gate.GateClosed:
-            return faults.maintenance_page(request)
-        except DatabaseError as exc:
-            # Falling back re-binds the login, which reads the previous database.
+        except (DatabaseError, maintenance_gate.GateClosed) as exc:
+            # One answer for faults met while binding or in the view (dbselect.faults); falling
+            # back re-binds the login, which reads the previous database.
             response = faults.fault_response(request, exc)
             if response is None:
                 raise
