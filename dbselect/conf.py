@@ -38,6 +38,23 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PATH_LENGTH": 4096,
     # The file name the scanner looks for in each label folder.
     "DATABASE_FILENAME": "nukeworks.sqlite",
+    # -- the engine cache
+    # Folder of the store every worker process shares (engine tables, dispose requests).
+    "ENGINE_STORE_DIR": None,
+    # Background thread per server process (never in manage.py commands or the test client)
+    # that applies disposals to idle threads and publishes the engine table.
+    "ENGINE_JANITOR": True,
+    # Seconds between two looks of that thread at the shared dispose counter.
+    "ENGINE_JANITOR_TICK": 0.25,
+    # Seconds between two unprompted publications of a worker's engine table.
+    "ENGINE_HEARTBEAT": 5.0,
+    # "Dispose all idle" disposes engines no worker has used for this many seconds.
+    "ENGINE_IDLE_SECONDS": 300,
+    # Persistent connections (CONN_MAX_AGE > 0) one thread holds open at most, at any moment:
+    # the least recently used are closed before it opens one more (file-descriptor bound).
+    "MAX_CONNECTIONS_PER_THREAD": 8,
+    # Seconds the engines page waits for the other workers to publish a fresh table.
+    "ENGINE_REFRESH_WAIT": 1.0,
 }
 
 
@@ -51,10 +68,17 @@ def get_config() -> dict[str, Any]:
         config["DATABASES_DIR"] = base_dir / "databases"
     if config["SELECTOR_CACHE_FILE"] is None:
         config["SELECTOR_CACHE_FILE"] = base_dir / "instance" / "db_selector.json"
+    if config["ENGINE_STORE_DIR"] is None:
+        config["ENGINE_STORE_DIR"] = base_dir / "instance" / "engines"
     config["DATABASES_DIR"] = Path(config["DATABASES_DIR"])
     config["SELECTOR_CACHE_FILE"] = Path(config["SELECTOR_CACHE_FILE"])
     config["ALLOWED_ROOTS"] = [Path(p) for p in config["ALLOWED_ROOTS"]]
     return config
+
+
+def setting(name: str) -> Any:
+    """Return one effective dbselect setting (DBSELECT[name], else its default)."""
+    return get_config()[name]
 
 
 @receiver(setting_changed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from dbselect import operators, session
+from dbselect import permissions, session
 
 
 def selected_database(request: HttpRequest) -> dict[str, object]:
@@ -17,5 +17,5 @@ def selected_database(request: HttpRequest) -> dict[str, object]:
     return {
         "selected_db_path": session.selected_path(request),
         "selected_db_name": session.selected_name(request),
-        "is_operator": SimpleLazyObject(lambda: operators.may_be_operator(request)),
+        "is_operator": SimpleLazyObject(lambda: permissions.may_be_operator(request)),
     }

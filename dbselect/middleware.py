@@ -8,8 +8,9 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from dbselect import faults, fingerprint, maintenance_gate, registry, session, state
-from dbselect.fallback import FALLBACK_MESSAGE, fall_back, fallback_banner, to_selector
+from dbselect import engines, recovery, session, state
+from dbselect.engines import fingerprint, gate
+from dbselect.recovery import FALLBACK_MESSAGE, fall_back, fallback_banner, to_selector
 
 __all__ = ["EXEMPT_PREFIXES", "FALLBACK_MESSAGE", "DatabaseSelectionMiddleware", "fallback_banner"]
 
@@ -22,7 +23,7 @@ class DatabaseSelectionMiddleware:
     Must run after SessionMiddleware and before AuthenticationMiddleware, because users are
     loaded from the selected database (system check dbselect.E002). A SQLite fault raised by
     the view (locked, read-only, corrupt…) is answered by `process_exception` through
-    dbselect.faults: a 503 page or a fallback, never a 500.
+    dbselect.recovery: a 503 page or a fallback, never a 500.
     """
 
     sync_capable = True
@@ -49,7 +50,7 @@ class DatabaseSelectionMiddleware:
                 state.deactivate()
         finally:
             # The request no longer works on its database: a restore may proceed.
-            maintenance_gate.leave_all()
+            gate.leave_all()
 
     async def __acall__(self, request: HttpRequest):
         # Under ASGI the gate is held by the one thread that runs sync code for every request,
@@ -65,19 +66,19 @@ class DatabaseSelectionMiddleware:
             finally:
                 state.deactivate()
         finally:
-            await sync_to_async(maintenance_gate.leave_all)()
+            await sync_to_async(gate.leave_all)()
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Turn a database-file fault raised by the view into a 503 page or a fallback."""
-        return faults.fault_response(request, exception)
+        return recovery.fault_response(request, exception)
 
     def _safe_bind(self, request: HttpRequest) -> str | HttpResponse | None:
         try:
             return self._bind(request)
-        except (DatabaseError, maintenance_gate.GateClosed) as exc:
-            # One answer for faults met while binding or in the view (dbselect.faults); falling
+        except (DatabaseError, gate.GateClosed) as exc:
+            # One answer for faults met while binding or in the view (dbselect.recovery); falling
             # back re-binds the login, which reads the previous database.
-            response = faults.fault_response(request, exc)
+            response = recovery.fault_response(request, exc)
             if response is None:
                 raise
             return response
@@ -89,12 +90,12 @@ class DatabaseSelectionMiddleware:
         if not path:
             return None if exempt else to_selector(request)
         try:
-            engine = registry.open_engine(path)
-        except registry.DatabaseUnavailable as exc:
-            reason = faults.with_unsaved_note(request, exc.reason)
+            engine = engines.open(path)
+        except engines.DatabaseUnavailable as exc:
+            reason = recovery.with_unsaved_note(request, exc.reason)
             return fall_back(request, path, reason, exempt=exempt)
         if fingerprint.replaced(request, engine):
             # Same path, same inode, another database: never work on it silently.
-            registry.dispose(path)
+            engines.dispose(path)
             return fall_back(request, path, fingerprint.REPLACED, exempt=exempt)
         return engine.alias

@@ -25,9 +25,10 @@ from django.core.management import call_command
 from django.db import connections
 
 from audit import log as audit_log
-from dbselect import maintenance_gate, query_budget, registry, state
-from dbselect.schema import Migration, SchemaState
-from dbselect.validation import DatabaseInfo, ValidationFailed, inspect_database
+from dbselect import engines, state
+from dbselect.engines import gate, query_budget
+from dbselect.files.schema import Migration, SchemaState
+from dbselect.files.validation import DatabaseInfo, ValidationFailed, inspect_database
 
 logger = logging.getLogger("nukeworks.dbselect")
 
@@ -132,10 +133,10 @@ def migrate_database(
     """Apply the code's pending migrations to the file at `path` (absolute, validated)."""
     plan_for(path)
     try:
-        gate = maintenance_gate.exclusive(registry.register(path).path, timeout=lock_timeout)
-        with gate, file_lock(path, lock_timeout), query_budget.unlimited():
+        closed_gate = gate.exclusive(engines.register(path).path, timeout=lock_timeout)
+        with closed_gate, file_lock(path, lock_timeout), query_budget.unlimited():
             return _migrate_locked(path, author, take_snapshot, request)
-    except maintenance_gate.GateClosed:
+    except gate.GateClosed:
         raise MigrationInProgress(
             f"Requests kept working on this database for {lock_timeout:g} s; nothing was "
             "migrated. Try again in a moment."
@@ -149,7 +150,7 @@ def _migrate_locked(
     info = plan_for(path)  # again: the state may have changed while we waited
     if info.state is SchemaState.UP_TO_DATE:
         return MigrationOutcome(path, already_current=True)
-    engine = registry.register(path)
+    engine = engines.register(path)
     snapshot = (take_snapshot or _default_snapshot)(
         path, author, "Before applying migrations: " + _names(info.pending)
     )
@@ -170,7 +171,7 @@ def _migrate_locked(
         restored = _restore(path, engine.alias, snapshot)
         _audit(engine.alias, path, author, "failure", reason, request, restored)
         raise MigrationFailed(reason, snapshot, restored) from exc
-    registry.dispose(path, forget=False)
+    engines.dispose(path, forget=False)
     outcome = MigrationOutcome(
         path, applied=info.pending, snapshot=snapshot, log=output.getvalue().splitlines()
     )
@@ -196,7 +197,7 @@ def _restore(path: str, alias: str, snapshot: Path) -> bool:
     except CopyFailed as exc:
         logger.error("restore after failed migration failed path=%r: %s", path, exc)
         return False
-    registry.dispose(path, forget=False)
+    engines.dispose(path, forget=False)
     return True
 
 

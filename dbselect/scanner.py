@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbselect.conf import get_config
-from dbselect.schema import SchemaState
-from dbselect.validation import ValidationFailed, inspect_database
+from dbselect.files.schema import SchemaState
+from dbselect.files.validation import ValidationFailed, inspect_database
 
 
 @dataclass(frozen=True)

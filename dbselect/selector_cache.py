@@ -163,9 +163,9 @@ def shows_machine_history(request: HttpRequest) -> bool:
     """
     if getattr(settings, "NUKEWORKS_ENV", "development") != "production":
         return True
-    from dbselect import operators
+    from dbselect import permissions
 
-    return operators.is_operator(request)
+    return permissions.is_operator(request)
 
 
 def for_request(request: HttpRequest) -> dict[str, Any]:

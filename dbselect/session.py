@@ -6,7 +6,7 @@ import os
 
 from django.http import HttpRequest
 
-from dbselect.registry import Engine
+from dbselect.engines.cache import Engine
 from dbselect.signals import database_switched
 
 SELECTED_PATH = "selected_db_path"

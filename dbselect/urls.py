@@ -1,6 +1,7 @@
 from django.urls import path
 
-from dbselect import protection_views, views
+from dbselect import views
+from dbselect.protection import views as protection_views
 
 app_name = "dbselect"
 

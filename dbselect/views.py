@@ -13,12 +13,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit import log as audit_log
-from dbselect import migrating, operators, scanner, selector_cache, services, session
-from dbselect.browse import list_folder
+from dbselect import migrating, permissions, scanner, selection, selector_cache, session
 from dbselect.conf import get_config
+from dbselect.files.browse import list_folder
+from dbselect.files.paths import PathRejected, bounded, check_allowed
+from dbselect.files.schema import SchemaState
 from dbselect.middleware import fallback_banner
-from dbselect.paths import PathRejected, bounded, check_allowed
-from dbselect.schema import SchemaState
 
 
 def _safe_next(request: HttpRequest) -> str:
@@ -92,7 +92,7 @@ def select_database(request: HttpRequest) -> HttpResponse:
         return render(request, "dbselect/select.html", _selector_context(request))
     typed = request.POST.get("path", "")
     raw = typed if typed.strip() else request.POST.get("choice", "")
-    result = services.select(request, raw, display_name=request.POST.get("display_name", ""))
+    result = selection.select(request, raw, display_name=request.POST.get("display_name", ""))
     if result.ok:
         for warning in result.warnings:
             messages.warning(request, warning)
@@ -112,10 +112,10 @@ def select_database(request: HttpRequest) -> HttpResponse:
 def may_migrate(request: HttpRequest) -> bool:
     """Return True when this session may migrate a database it is not working on yet.
 
-    Changing another file is a server-wide power: an operator's (dbselect.operators), never
+    Changing another file is a server-wide power: an operator's (dbselect.permissions), never
     that of whoever is admin of the file the session happens to work on.
     """
-    return operators.is_operator(request)
+    return permissions.is_operator(request)
 
 
 def _refused(request: HttpRequest, reason: str, status: int = 400, **extra: object) -> HttpResponse:
@@ -130,7 +130,7 @@ def _refused(request: HttpRequest, reason: str, status: int = 400, **extra: obje
 
 
 def _migration_plan(
-    request: HttpRequest, result: services.SelectionResult, typed: str
+    request: HttpRequest, result: selection.SelectionResult, typed: str
 ) -> HttpResponse:
     """Show admins the pending migrations with an approval form; block everybody else."""
     info = result.info
@@ -173,11 +173,11 @@ def apply_migrations(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Only an administrator can apply migrations.")
         return render(request, "dbselect/select.html", _selector_context(request), status=403)
     try:
-        path, _ = services.check_path(raw)
+        path, _ = selection.check_path(raw)
         outcome = migrating.migrate_database(
             path, author=request.user.get_username(), request=request
         )
-    except services.ValidationFailed as exc:
+    except selection.ValidationFailed as exc:
         return _refused(request, exc.reason)
     except (migrating.MigrationRefused, migrating.MigrationInProgress) as exc:
         return _refused(request, str(exc), status=409)
@@ -197,7 +197,7 @@ def apply_migrations(request: HttpRequest) -> HttpResponse:
             f"Applied {len(outcome.applied)} migration(s); "
             f"snapshot taken first: {outcome.snapshot.name if outcome.snapshot else '-'}.",
         )
-    result = services.select(request, path, display_name=request.POST.get("display_name", ""))
+    result = selection.select(request, path, display_name=request.POST.get("display_name", ""))
     if not result.ok:
         return _refused(request, result.reason or "")
     # Warnings of the selection itself, e.g. a rename refused (this admin is not signed in there).

@@ -84,7 +84,7 @@ MIDDLEWARE = [
     "accounts.middleware.DatabaseAuthenticationMiddleware",
     # After authentication: a protected database refuses writes unless the signed-in admin
     # holds a maintenance grant (dbselect.protection).
-    "dbselect.protection_middleware.ProtectedDatabaseMiddleware",
+    "dbselect.protection.middleware.ProtectedDatabaseMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -102,7 +102,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "dbselect.context_processors.selected_database",
-                "dbselect.protection_views.maintenance_banner",
+                "dbselect.protection.views.maintenance_banner",
             ],
         },
     },

@@ -11,7 +11,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("healthz", healthz, name="healthz"),
     # Before Django's admin, which would otherwise answer /admin/engines/ with its 404.
-    path("admin/engines/", include("dbselect.engine_urls")),
+    path("admin/engines/", include("dbselect.engines.urls")),
     # The admin's sign-in page, under the app's rate limit (one limiter for every sign-in form).
     path("admin/login/", AdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),

@@ -13,7 +13,7 @@ entry of the folder is a snapshot only when it is
   /proc/self/fd, of exactly that inode;
 - a SQLite file (its 100-byte header is checked). Snapshot files are never live databases, so
   reading their header raw is safe; a file this process works on (a hard link of a live
-  database, see dbselect.live_files) is refused before any readable descriptor of it exists;
+  database, see dbselect.engines.live_files) is refused before any readable descriptor of it exists;
 - described by a matching sidecar: a regular file `<name>.json` recording this name, this size
   and a SHA-256 (which a restore verifies).
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbselect import live_files
-from dbselect.validation import HEADER_SIZE, ValidationFailed, parse_header
+from dbselect.engines import live_files
+from dbselect.files.validation import HEADER_SIZE, ValidationFailed, parse_header
 from snapshots import metadata, naming
 from snapshots.errors import SnapshotError
 from snapshots.locks import LOCK_NAME

@@ -26,10 +26,11 @@ from django.utils.dateparse import parse_datetime
 
 from audit import log as audit_log
 from audit.models import AuditEntry
-from dbselect import maintenance_gate, registry
+from dbselect import engines
+from dbselect.engines import gate
+from dbselect.files.schema import SchemaState
+from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.scanner import snapshot_dir_for
-from dbselect.schema import SchemaState
-from dbselect.validation import ValidationFailed, inspect_database
 from snapshots import folder as folder_content
 from snapshots import metadata, naming, retention
 from snapshots.errors import SnapshotBusy, SnapshotError, SnapshotIgnored, SnapshotNotFound
@@ -101,7 +102,7 @@ def folder_for(database: str) -> Path:
 
 
 def _alias(database: str) -> str:
-    return registry.register(database).alias
+    return engines.register(database).alias
 
 
 def clean_note(note: object) -> str:
@@ -477,9 +478,9 @@ def _maintenance(database: str) -> Iterator[None]:
     """Hold the database alone (maintenance_gate): writes wait, none falls between the
     safety snapshot and the restore."""
     try:
-        with maintenance_gate.exclusive(registry.register(database).path, timeout=LOCK_TIMEOUT):
+        with gate.exclusive(engines.register(database).path, timeout=LOCK_TIMEOUT):
             yield
-    except maintenance_gate.GateClosed:
+    except gate.GateClosed:
         raise SnapshotBusy(
             f"Requests kept working on this database for {LOCK_TIMEOUT:g} s; nothing was "
             "restored. Try again in a moment."
@@ -548,7 +549,7 @@ def restore_snapshot(
                     f"{exc} The safety snapshot {safety.name} holds the database as it was."
                 ) from exc
             finally:
-                registry.dispose(database)
+                engines.dispose(database)
             try:
                 _carry_audit(alias, carried)
             except DatabaseError as exc:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbselect.paths import is_network_path
+from dbselect.files.paths import is_network_path
 
 Progress = Callable[[int, int], None]
 
@@ -102,7 +102,7 @@ def page_size_of(path: str | Path) -> int | None:
 
     Asked of SQLite, never read from the file with a descriptor of our own: the file may be
     the live database, and closing any descriptor of it would release SQLite's locks
-    (dbselect.live_files).
+    (dbselect.engines.live_files).
     """
     try:
         conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=5)

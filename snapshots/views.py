@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.binding import AUTH_DB_PATH, rebind
 from audit import log as audit_log
-from dbselect import registry, session
+from dbselect import engines, session
 from snapshots import retention, service
 from snapshots.forms import CreateSnapshotForm, RetentionForm
 from snapshots.permissions import admin_required
@@ -51,7 +51,7 @@ def _snapshot_or_404(database: str, name: str) -> service.Snapshot:
 def snapshot_list(request: HttpRequest) -> HttpResponse:
     """List the selected database's snapshots with the create and retention forms."""
     database = _database(request)
-    alias = registry.register(database).alias
+    alias = engines.register(database).alias
     try:
         scanned = service.scan_folder(database)
     except service.SnapshotError as exc:
@@ -123,7 +123,7 @@ def snapshot_download(request: HttpRequest, name: str) -> FileResponse:
         "snapshot.download",
         target=str(snapshot.path),
         request=request,
-        using=registry.register(database).alias,
+        using=engines.register(database).alias,
     )
     return FileResponse(
         handle, as_attachment=True, filename=snapshot.name, content_type="application/vnd.sqlite3"
@@ -191,8 +191,8 @@ def _after_restore(request: HttpRequest, database: str) -> HttpResponse:
     read again.
     """
     try:
-        engine, info = registry.validate_and_register(database)
-    except registry.DatabaseUnavailable as exc:
+        engine, info = engines.validate_and_register(database)
+    except engines.DatabaseUnavailable as exc:
         messages.error(request, f"The restored database cannot be opened: {exc.reason}")
         return HttpResponseRedirect(reverse("dbselect:select"))
     request.session[session.SELECTED_NAME] = session.display_name_for(database, info.display_name)
@@ -215,7 +215,7 @@ def retention_settings(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"The retention settings were not saved. {problems}")
         return _to_list()
     database = _database(request)
-    alias = registry.register(database).alias
+    alias = engines.register(database).alias
     policy = form.policy()
     retention.save(alias, policy)
     audit_log.record(

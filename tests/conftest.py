@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from dbselect import registry, state
+from dbselect import engines, state
 from dbselect.conf import get_config
 from tests.helpers import add_rows, backup_copy
 
@@ -41,8 +41,8 @@ def _isolated_machine_state(tmp_path: Path, settings) -> Iterator[None]:
 
 
 def _migrated_file(path: Path, *targets: tuple[str, str]) -> None:
-    registry.create_file(str(path))
-    engine = registry.register(str(path))
+    engines.create_file(str(path))
+    engine = engines.register(str(path))
     with state.override(engine.alias):
         if targets:
             call_command("migrate", database=engine.alias, verbosity=0, interactive=False)
@@ -51,7 +51,7 @@ def _migrated_file(path: Path, *targets: tuple[str, str]) -> None:
         else:
             call_command("migrate", database=engine.alias, verbosity=0, interactive=False)
     connections[engine.alias].close()
-    registry.dispose(str(path))
+    engines.dispose(str(path))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.db import connections
 from django.test import Client
 
-from dbselect import registry, state
+from dbselect import engines, state
 
 
 def backup_copy(source: str | Path, target: str | Path) -> None:
@@ -38,7 +38,7 @@ def add_rows(
     from dbselect.models import SystemSetting
     from nukeworks.companies.models import Company
 
-    engine = registry.register(str(path))
+    engine = engines.register(str(path))
     with state.override(engine.alias):
         if name is not None:
             SystemSetting.set_value(SystemSetting.DISPLAY_NAME, name)

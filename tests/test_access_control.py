@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from audit.models import AuditEntry
-from dbselect import registry, state
+from dbselect import engines, state
 from dbselect import session as db_session
 from tests.helpers import messages_of, select, sign_in
 
@@ -384,7 +384,7 @@ def test_blocked_attempt_is_audited(limited, plant):
     select(client, plant)
     for _ in range(4):
         _attempt(client, "boss", "wrong")
-    engine = registry.get_engine(str(plant))
+    engine = engines.get(str(plant))
     with state.override(engine.alias):
         actions = list(AuditEntry.objects.values_list("action", "outcome", "username"))
     assert actions.count(("auth.login_failed", "failure", "boss")) == 3
@@ -440,7 +440,7 @@ def test_production_cookies_are_secure():
 
 
 def _audit_rows(path: Path) -> list[tuple[str, str, str]]:
-    engine = registry.register(str(path))
+    engine = engines.register(str(path))
     with state.override(engine.alias):
         return list(AuditEntry.objects.order_by("id").values_list("action", "outcome", "username"))
 

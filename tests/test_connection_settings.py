@@ -10,7 +10,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 
-from dbselect import paths, registry
+from dbselect import engines
+from dbselect.files import paths
 
 
 def _pragmas(alias: str) -> dict[str, object]:
@@ -24,7 +25,7 @@ def _pragmas(alias: str) -> dict[str, object]:
 
 def test_local_file_gets_wal_full_sync_foreign_keys_and_busy_timeout(make_database):
     path = str(make_database())
-    engine = registry.register(path)
+    engine = engines.register(path)
     assert engine.journal_mode == "wal"
     assert not engine.network
     assert _pragmas(engine.alias) == {
@@ -37,7 +38,7 @@ def test_local_file_gets_wal_full_sync_foreign_keys_and_busy_timeout(make_databa
 
 def test_synchronous_and_busy_timeout_are_configurable(make_database, settings):
     settings.DBSELECT = {**settings.DBSELECT, "SYNCHRONOUS": "normal", "BUSY_TIMEOUT": 1.5}
-    engine = registry.register(str(make_database()))
+    engine = engines.register(str(make_database()))
     values = _pragmas(engine.alias)
     assert values["synchronous"] == 1  # NORMAL
     assert values["busy_timeout"] == 1500
@@ -46,12 +47,12 @@ def test_synchronous_and_busy_timeout_are_configurable(make_database, settings):
 def test_unknown_synchronous_mode_is_a_configuration_error(settings):
     settings.DBSELECT = {**settings.DBSELECT, "SYNCHRONOUS": "FULL; DROP TABLE x"}
     with pytest.raises(ImproperlyConfigured, match="SYNCHRONOUS"):
-        registry.connection_options(network=False)
+        engines.connection_options(network=False)
 
 
 def test_transactions_take_the_write_lock_at_begin(make_database):
     path = str(make_database())
-    alias = registry.register(path).alias
+    alias = engines.register(path).alias
     assert connections[alias].settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     other = sqlite3.connect(path, timeout=0)
     try:
@@ -99,8 +100,8 @@ def test_proc_mounts_network_file_systems_are_recognised(fake_proc_mounts):
 
 def test_file_on_a_network_mount_is_opened_with_the_rollback_journal(make_database, monkeypatch):
     path = make_database()
-    registry.dispose(str(path))  # cached as a local file while it was being made
+    engines.dispose(str(path))  # cached as a local file while it was being made
     monkeypatch.setattr(paths, "_network_mounts", lambda: (str(path.parent),))
-    engine = registry.register(str(path))
+    engine = engines.register(str(path))
     assert engine.network and engine.journal_mode == "delete"
     assert _pragmas(engine.alias)["journal_mode"] == "delete"

@@ -6,8 +6,9 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEntry
-from dbselect import engine_store, registry, state
-from dbselect.engine_sessions import count_sessions
+from dbselect import engines, state
+from dbselect.engines import store as engine_store
+from dbselect.engines.session_counts import count_sessions
 from tests.helpers import messages_of, select, sign_in
 
 URL = "/admin/engines/"
@@ -27,7 +28,7 @@ def _own_store(tmp_path, settings):
 
 @pytest.fixture
 def admin_client(make_database):
-    # databases/default of the test's folder: its admins are operators (dbselect.operators).
+    # databases/default of the test's folder: its admins are operators (dbselect.permissions).
     path = make_database(name="Plant A", users=[("boss", "pw-boss-123", True)], label="default")
     client = Client()
     select(client, path)
@@ -42,7 +43,7 @@ def test_admin_sees_the_engine_of_their_database(admin_client):
     html = response.content.decode()
     assert "Plant A" in html
     assert path in html
-    assert registry.register(path).alias in html
+    assert engines.register(path).alias in html
     assert ">WAL<" in html.replace(" <", "<")
     assert 'class="engines-link"' in html
     assert "Memory per alias" in html and "this request" in html
@@ -66,7 +67,7 @@ def test_non_admin_gets_403_everywhere(make_database):
     assert client.post(URL + "dispose", {"path": str(path)}).status_code == 403
     assert client.post(URL + "dispose-idle").status_code == 403
     assert "engines-link" not in client.get("/").content.decode()
-    assert registry.get_engine(str(path)) is not None
+    assert engines.get(str(path)) is not None
 
 
 def test_anonymous_gets_403(make_database):
@@ -83,22 +84,22 @@ def test_dispose_needs_a_post_with_csrf(admin_client):
     strict = Client(enforce_csrf_checks=True)
     strict.cookies = client.cookies
     assert strict.post(URL + "dispose", {"path": path}).status_code == 403
-    assert registry.get_engine(path) is not None
+    assert engines.get(path) is not None
 
 
 def test_dispose_forgets_the_engine_and_the_session_reopens_it(admin_client, make_database):
     client, path = admin_client
     other = str(make_database(name="Plant B"))
-    registry.validate_and_register(other)
+    engines.validate_and_register(other)
     response = client.post(URL + "dispose", {"path": other}, follow=True)
     assert any("Disposed Plant B" in m for m in messages_of(response))
-    assert registry.get_engine(other) is None
+    assert engines.get(other) is None
     assert other not in response.content.decode()
     # Disposing the admin's own database: the next request simply re-opens it.
     client.post(URL + "dispose", {"path": path})
     assert client.get("/").status_code == 200
-    assert registry.get_engine(path) is not None
-    with state.override(registry.get_engine(path).alias):
+    assert engines.get(path) is not None
+    with state.override(engines.get(path).alias):
         entry = AuditEntry.objects.filter(action="engine.dispose").order_by("-id").first()
     assert entry.target == path
     assert entry.username == "boss"
@@ -113,24 +114,24 @@ def test_dispose_unknown_path_says_so(admin_client):
 def test_dispose_all_idle_keeps_recently_used_engines(admin_client, make_database, settings):
     client, path = admin_client
     idle = str(make_database(name="Quiet"))
-    registry.validate_and_register(idle)
-    registry.get_engine(idle).last_used -= 3600
+    engines.validate_and_register(idle)
+    engines.get(idle).last_used -= 3600
     settings.DBSELECT = {**settings.DBSELECT, "ENGINE_IDLE_SECONDS": 600}
     page = client.get(URL).content.decode()
     assert "Dispose all idle (" in page
     response = client.post(URL + "dispose-idle", follow=True)
     assert any("Disposed" in m and "idle engine" in m for m in messages_of(response))
-    assert registry.get_engine(idle) is None
-    assert registry.get_engine(path) is not None
+    assert engines.get(idle) is None
+    assert engines.get(path) is not None
 
 
 def test_dispose_requested_by_another_process_applies_before_next_use(admin_client):
     client, path = admin_client
-    engine = registry.get_engine(path)
+    engine = engines.get(path)
     # What another worker's Dispose button writes into the shared store.
     engine_store.EngineStore(engine_store.get_store().folder).record_disposals([path])
     assert client.get("/").status_code == 200
-    assert registry.get_engine(path) is not engine
+    assert engines.get(path) is not engine
 
 
 def _row(html: str, path: str) -> str:

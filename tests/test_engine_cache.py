@@ -10,25 +10,25 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections, connections
 from django.test import Client
 
-from dbselect import registry, state
+from dbselect import engines, state
 from nukeworks.companies.models import Company
 from tests.helpers import remove_database, select
 
 
 def test_same_path_gives_the_same_alias(make_database):
     path = str(make_database())
-    assert registry.register(path).alias == registry.register(path).alias
-    assert registry.alias_for_path(path) == registry.register(path).alias
+    assert engines.register(path).alias == engines.register(path).alias
+    assert engines.alias_for_path(path) == engines.register(path).alias
 
 
 def test_two_paths_give_two_aliases(make_database):
     first, second = str(make_database()), str(make_database())
-    assert registry.register(first).alias != registry.register(second).alias
+    assert engines.register(first).alias != engines.register(second).alias
 
 
 def test_registered_settings_are_complete(make_database):
     path = str(make_database())
-    alias = registry.register(path).alias
+    alias = engines.register(path).alias
     cfg = connections.settings[alias]
     assert set(connections.settings[DEFAULT_DB_ALIAS]) <= set(cfg)
     assert cfg["NAME"] == path
@@ -38,7 +38,7 @@ def test_registered_settings_are_complete(make_database):
 
 def test_registered_alias_answers_queries(make_database):
     path = str(make_database(companies=["Acme"]))
-    alias = registry.register(path).alias
+    alias = engines.register(path).alias
     with state.override(alias):
         assert list(Company.objects.values_list("name", flat=True)) == ["Acme"]
 
@@ -52,7 +52,7 @@ def test_concurrent_registration_and_close_old_connections_raise_nothing(make_da
     def registrar() -> None:
         try:
             while time.monotonic() < stop:
-                registry.register(f"/nonexistent/hammer/{next(counter)}.sqlite")
+                engines.register(f"/nonexistent/hammer/{next(counter)}.sqlite")
         except BaseException as exc:
             errors.append(exc)
 
@@ -60,7 +60,7 @@ def test_concurrent_registration_and_close_old_connections_raise_nothing(make_da
         try:
             while time.monotonic() < stop:
                 for path in paths:
-                    connections[registry.register(path).alias].ensure_connection()
+                    connections[engines.register(path).alias].ensure_connection()
                 close_old_connections()
                 connections.close_all()
         except BaseException as exc:
@@ -77,7 +77,7 @@ def test_concurrent_registration_and_close_old_connections_raise_nothing(make_da
 
 def test_a_vanished_file_is_never_recreated_by_a_query(make_database):
     path = make_database(companies=["Acme"])
-    alias = registry.register(str(path)).alias
+    alias = engines.register(str(path)).alias
     remove_database(path)
     with state.override(alias), pytest.raises(OperationalError, match="unable to open"):
         Company.objects.count()
@@ -89,9 +89,9 @@ def test_the_configured_default_file_is_served_by_a_non_creating_alias(make_data
     try:
         make_database(name="Configured", path=path)
         select(Client(), path)
-        alias = registry.get_engine(str(path)).alias
+        alias = engines.get(str(path)).alias
         assert alias != DEFAULT_DB_ALIAS
-        assert connections.settings[alias]["ENGINE"] == registry.ENGINE
+        assert connections.settings[alias]["ENGINE"] == engines.ENGINE
         assert connections.settings[DEFAULT_DB_ALIAS]["ENGINE"] == "django.db.backends.sqlite3"
     finally:
         connections[DEFAULT_DB_ALIAS].close()

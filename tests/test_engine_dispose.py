@@ -14,7 +14,8 @@ import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections, connections, transaction
 
-from dbselect import registry, state, tracking
+from dbselect import engines, state
+from dbselect.engines import connections as tracking
 from dbselect.models import SystemSetting
 from tests import live
 
@@ -61,25 +62,25 @@ class ServerThread(threading.Thread):
 
 def test_dispose_closes_an_idle_threads_persistent_connection_at_once(make_database):
     path = str(make_database())
-    alias = registry.register(path).alias
+    alias = engines.register(path).alias
     server = ServerThread(alias, finish_request=True)
     server.start()
     assert server.opened.wait(10)
     assert open_files(path)
-    assert registry.dispose(path)
+    assert engines.dispose(path)
     assert open_files(path) == []
-    assert registry.get_engine(path) is None
+    assert engines.get(path) is None
     server.release.set()
     server.join(10)
 
 
 def test_a_busy_thread_closes_its_connection_when_its_request_ends(make_database):
     path = str(make_database())
-    alias = registry.register(path).alias
+    alias = engines.register(path).alias
     server = ServerThread(alias, finish_request=False)
     server.start()
     assert server.opened.wait(10)
-    registry.dispose(path)
+    engines.dispose(path)
     assert open_files(path), "the busy thread's connection must not be closed under it"
     server.release.set()
     assert server.done.wait(10)
@@ -89,12 +90,12 @@ def test_a_busy_thread_closes_its_connection_when_its_request_ends(make_database
 
 def test_a_thread_reconnects_after_dispose_before_using_the_alias_again(make_database):
     path = str(make_database(companies=["Acme"]))
-    engine = registry.open_engine(path)
+    engine = engines.open(path)
     first = connections[engine.alias]
     first.ensure_connection()
     raw = first.connection
-    registry.dispose(path)
-    engine = registry.open_engine(path)
+    engines.dispose(path)
+    engine = engines.open(path)
     connections[engine.alias].ensure_connection()
     assert connections[engine.alias].connection is not raw
 
@@ -104,7 +105,7 @@ def test_a_thread_keeps_at_most_the_configured_persistent_connections(make_datab
     files = [str(make_database(name=None)) for _ in range(6)]
     tracking.on_request_started(sender=WSGIHandler)
     for path in files:
-        connections[registry.open_engine(path).alias].ensure_connection()
+        connections[engines.open(path).alias].ensure_connection()
     tracking.on_request_finished(sender=WSGIHandler)
     still_open = [p for p in files if open_files(p)]
     assert still_open == files[-3:]
@@ -124,7 +125,7 @@ def test_a_thread_never_holds_more_than_the_configured_connections_during_a_requ
     tracking.on_request_started(sender=WSGIHandler)
     try:
         for path in files:
-            connections[registry.open_engine(path).alias].ensure_connection()
+            connections[engines.open(path).alias].ensure_connection()
             held_after_each.append(len([p for p in files if open_files(p)]))
         assert [p for p in files if open_files(p)] == files[-3:]
     finally:
@@ -137,14 +138,14 @@ def test_making_room_never_closes_the_requests_database_or_an_open_transaction(
 ):
     settings.DBSELECT = {**settings.DBSELECT, "MAX_CONNECTIONS_PER_THREAD": 2}
     own, busy, *others = [str(make_database(name=None)) for _ in range(4)]
-    own_alias, busy_alias = registry.open_engine(own).alias, registry.open_engine(busy).alias
+    own_alias, busy_alias = engines.open(own).alias, engines.open(busy).alias
     tracking.on_request_started(sender=WSGIHandler)
     try:
         with state.override(own_alias), transaction.atomic(using=busy_alias):
             SystemSetting.objects.using(busy_alias).create(key="written", value="before")
             connections[own_alias].ensure_connection()
             for path in others:
-                connections[registry.open_engine(path).alias].ensure_connection()
+                connections[engines.open(path).alias].ensure_connection()
             assert open_files(own) and open_files(busy)
             SystemSetting.objects.using(busy_alias).create(key="also", value="after")
     finally:
@@ -164,7 +165,7 @@ def test_memory_per_registered_alias_is_small():
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     for i in range(count):
-        registry.register(f"/nonexistent/memory/{i}/nukeworks.sqlite")
+        engines.register(f"/nonexistent/memory/{i}/nukeworks.sqlite")
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
@@ -195,25 +196,25 @@ def test_concurrent_registration_dispose_and_close_old_connections_raise_nothing
         return run
 
     def registrar() -> None:
-        registry.register(f"/nonexistent/hammer16/{next(counter)}.sqlite")
+        engines.register(f"/nonexistent/hammer16/{next(counter)}.sqlite")
 
     def opener() -> None:
         tracking.on_request_started(sender=WSGIHandler)
         try:
             path = random.choice(paths)
-            connections[registry.open_engine(path).alias].ensure_connection()
+            connections[engines.open(path).alias].ensure_connection()
             close_old_connections()
         finally:
             tracking.on_request_finished(sender=WSGIHandler)
             close_old_connections()
 
     def disposer() -> None:
-        registry.dispose(random.choice(paths))
+        engines.dispose(random.choice(paths))
         time.sleep(0.001)
 
     def closer() -> None:
         for path in paths:
-            connections[registry.register(path).alias].ensure_connection()
+            connections[engines.register(path).alias].ensure_connection()
         close_old_connections()
         connections.close_all()
 

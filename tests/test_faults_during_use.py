@@ -347,12 +347,12 @@ def test_errors_that_are_bugs_still_reach_django(on_fragile, monkeypatch):
     """An IntegrityError is a bug, not a file fault: not turned into a busy page."""
     from django.db import IntegrityError
 
-    from dbselect import faults
+    from dbselect import recovery
 
-    assert faults.classify(IntegrityError("UNIQUE constraint failed")) is None
-    assert faults.classify(ValueError("database is locked")) is None
-    assert faults.classify(sqlite3.OperationalError("database is locked")).kind is (
-        faults.FaultKind.BUSY
+    assert recovery.classify(IntegrityError("UNIQUE constraint failed")) is None
+    assert recovery.classify(ValueError("database is locked")) is None
+    assert recovery.classify(sqlite3.OperationalError("database is locked")).kind is (
+        recovery.FaultKind.BUSY
     )
 
 
@@ -429,9 +429,9 @@ def test_the_busy_pages_try_again_link_stays_on_the_site():
     """A link built from //evil.example/ would lead a user off the site."""
     from django.test import RequestFactory
 
-    from dbselect import faults
+    from dbselect import recovery
 
     request = RequestFactory().get("/", PATH_INFO="//evil.example/")
-    response = faults.busy_page(request, faults.Fault(faults.FaultKind.BUSY, "Locked."))
+    response = recovery.busy_page(request, recovery.Fault(recovery.FaultKind.BUSY, "Locked."))
     assert 'href="//' not in response.content.decode()
     assert "Try again" in response.content.decode()

@@ -13,7 +13,8 @@ import sqlite3
 import pytest
 from django.test import Client
 
-from dbselect import paths, registry
+from dbselect import engines
+from dbselect.files import paths
 from tests.helpers import select
 
 
@@ -56,9 +57,9 @@ def test_every_spelling_selects_the_same_file_with_one_engine(spelled):
         assert page.status_code == 200
         assert "Plant" in page.content.decode()
         sessions.append(client)
-    engines = [e for e in registry.engines() if e.path == real]
-    assert len(engines) == 1
-    assert not engines[0].network and engines[0].journal_mode == "wal"
+    cached = [e for e in engines.all() if e.path == real]
+    assert len(cached) == 1
+    assert not cached[0].network and cached[0].journal_mode == "wal"
     # An anonymous visitor's spelling never changed the journal of the file for everyone.
     assert _journal_mode(real) == "wal"
 
@@ -68,26 +69,26 @@ def test_a_unc_looking_path_is_local_on_linux(spelled):
     for spelling in spellings:
         typed = paths.normalize_user_path(spelling)
         assert paths.real_path(typed) == real
-        assert not registry.register(typed).network
+        assert not engines.register(typed).network
 
 
 def test_a_hard_link_reuses_the_engine_of_its_file(make_database, tmp_path):
     real = os.path.realpath(make_database(name="Linked"))
     hard = tmp_path / "hard-link.sqlite"
     os.link(real, hard)
-    first = registry.register(real)
-    assert registry.register(str(hard)) is first
+    first = engines.register(real)
+    assert engines.register(str(hard)) is first
 
 
 def test_network_is_decided_by_the_mount_of_the_real_path(make_database, tmp_path, monkeypatch):
     """A symlink into a network mount is network; a // spelling of a local file is not."""
     share = make_database(name="On share")
-    registry.dispose(os.path.realpath(share))  # writing its name registered it as local
+    engines.dispose(os.path.realpath(share))  # writing its name registered it as local
     monkeypatch.setattr(paths, "_network_mounts", lambda: (str(share.parent),))
     link = tmp_path / "local-name.sqlite"
     link.symlink_to(share)
-    engine = registry.register(str(link))
+    engine = engines.register(str(link))
     assert engine.network and engine.journal_mode == "delete"
     assert engine.path == os.path.realpath(share)
     local = os.path.realpath(make_database(name="Local"))
-    assert not registry.register("/" + local).network
+    assert not engines.register("/" + local).network

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from dbselect import selector_cache, services
+from dbselect import selection, selector_cache
 from dbselect import session as db_session
-from dbselect.paths import PathRejected, normalize_user_path
-from dbselect.validation import (
+from dbselect.files.paths import PathRejected, normalize_user_path
+from dbselect.files.validation import (
     SQLITE_MAGIC,
     SqliteHeader,
     ValidationFailed,
@@ -102,7 +102,7 @@ def test_fuzz_path_validation_raises_only_refusals(raw, tmp_path):
         assert os.path.isabs(normalized)
         assert "\x00" not in normalized
     try:
-        services.check_path(raw)
+        selection.check_path(raw)
     except ValidationFailed as exc:
         assert exc.reason
     assert tree(tmp_path) == before

@@ -21,9 +21,9 @@ import pytest
 from django.test import Client
 
 from dbselect import session as db_session
-from dbselect import validation
-from dbselect.schema import SchemaState
-from dbselect.validation import ValidationFailed, inspect_database, open_readonly, read_header
+from dbselect.files import validation
+from dbselect.files.schema import SchemaState
+from dbselect.files.validation import ValidationFailed, inspect_database, open_readonly, read_header
 from tests.helpers import messages_of, select
 
 
@@ -258,7 +258,7 @@ def test_proc_files_reporting_size_zero_are_read_as_content(tmp_path):
 REPO = Path(__file__).resolve().parent.parent
 # What the child run as `nobody` imports before the test's own code.
 NOBODY_PRELUDE = "import django\ndjango.setup()\n"
-NOBODY_IMPORTS = ("dbselect.browse", "dbselect.paths", "dbselect.validation")
+NOBODY_IMPORTS = ("dbselect.files.browse", "dbselect.files.paths", "dbselect.files.validation")
 
 
 def _world_traversable(path: Path) -> bool:
@@ -415,9 +415,9 @@ def test_file_and_folder_without_read_permission(tmp_path, make_database, reques
     folder = tmp_path / "private"
     folder.mkdir(mode=0o700)
     code = (
-        "from dbselect.browse import list_folder\n"
-        "from dbselect.paths import PathRejected\n"
-        "from dbselect.validation import ValidationFailed, inspect_database\n"
+        "from dbselect.files.browse import list_folder\n"
+        "from dbselect.files.paths import PathRejected\n"
+        "from dbselect.files.validation import ValidationFailed, inspect_database\n"
         f"try:\n    inspect_database({str(path)!r})\n"
         "except ValidationFailed as e:\n    print(e.reason)\n"
         f"try:\n    list_folder({str(folder)!r})\n"

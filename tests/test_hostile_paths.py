@@ -339,7 +339,7 @@ def test_unreachable_server_times_out_quickly(home, tmp_path, settings, monkeypa
     """A share that never answers: the request returns within the stat limit."""
     import threading
 
-    import dbselect.validation as validation
+    import dbselect.files.validation as validation
 
     settings.DBSELECT = {**settings.DBSELECT, "STAT_TIMEOUT": 0.5}
     release = threading.Event()

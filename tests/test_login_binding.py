@@ -13,12 +13,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from dbselect import registry, state
+from dbselect import engines, state
 from tests.helpers import messages_of, select, sign_in
 
 
 def _user(path, username):
-    alias = registry.register(str(path)).alias
+    alias = engines.register(str(path)).alias
     with state.override(alias):
         return get_user_model().objects.get(username=username)
 
@@ -80,7 +80,7 @@ def test_a_password_change_ends_that_database_sign_in_of_every_session(kim_in_al
     sign_in(other, "kim", "pw-a")
     kim = _user(a, "kim")
     kim.set_password("changed-elsewhere")
-    kim.save(using=registry.register(str(a)).alias)
+    kim.save(using=engines.register(str(a)).alias)
     # Both sessions working on Alpha are signed out there at their next request.
     assert other.get("/")["Location"].startswith("/login/")
     select(client, a)
@@ -133,7 +133,7 @@ def test_login_is_audited_in_the_selected_database(make_database):
     select(client, a)
     sign_in(client, "eve", "wrong")
     sign_in(client, "eve", "pw")
-    with state.override(registry.register(str(a)).alias):
+    with state.override(engines.register(str(a)).alias):
         actions = list(AuditEntry.objects.values_list("action", "outcome", "username"))
     assert ("auth.login_failed", "failure", "eve") in actions
     assert ("auth.login", "success", "eve") in actions

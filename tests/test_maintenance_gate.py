@@ -1,6 +1,6 @@
 """While a database is restored or migrated, requests on it wait, then are refused clearly.
 
-The gate (dbselect.maintenance_gate) is what keeps a write from landing between a restore's
+The gate (dbselect.engines.gate) is what keeps a write from landing between a restore's
 safety snapshot and the restore; here it is held directly, as a restore holds it.
 """
 
@@ -11,7 +11,7 @@ import threading
 
 from django.test import Client
 
-from dbselect import maintenance_gate
+from dbselect.engines import gate
 from tests.helpers import select, sign_in
 
 
@@ -24,7 +24,7 @@ def test_a_request_waits_for_maintenance_then_gets_the_503_page(make_database, s
     held, release = threading.Event(), threading.Event()
 
     def maintain() -> None:
-        with maintenance_gate.exclusive(db, timeout=5):
+        with gate.exclusive(db, timeout=5):
             held.set()
             release.wait(10)
 

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from dbselect.schema import SchemaState
-from dbselect.validation import inspect_database
+from dbselect.files.schema import SchemaState
+from dbselect.files.validation import inspect_database
 from tests.helpers import dump_without_audit
 
 ROOT = Path(settings.BASE_DIR)

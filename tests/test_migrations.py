@@ -12,10 +12,10 @@ from django.db import connections
 from django.test import Client
 
 from audit.models import AuditEntry
-from dbselect import registry, state
+from dbselect import engines, state
 from dbselect import session as db_session
-from dbselect.schema import SchemaState, code_migrations
-from dbselect.validation import inspect_database
+from dbselect.files.schema import SchemaState, code_migrations
+from dbselect.files.validation import inspect_database
 from tests.helpers import dump_without_audit, messages_of, select, sign_in
 
 ADMIN = ("root", "pw", True)
@@ -28,7 +28,7 @@ def _digest(path: Path) -> str:
 
 def _signed_in(make_database, user=ADMIN, home: Path | None = None) -> Client:
     """A session signed in to "Home Base", databases/default of the test's folder (whose
-    admins are operators, dbselect.operators); `home` reuses an existing one."""
+    admins are operators, dbselect.permissions); `home` reuses an existing one."""
     client = Client()
     select(client, home or make_database(name="Home Base", users=[user], label="default"))
     sign_in(client, user[0], user[1])
@@ -36,9 +36,9 @@ def _signed_in(make_database, user=ADMIN, home: Path | None = None) -> Client:
 
 
 def _audit(path: Path, action: str) -> list[tuple[str, str]]:
-    with state.override(registry.register(str(path)).alias):
+    with state.override(engines.register(str(path)).alias):
         rows = list(AuditEntry.objects.filter(action=action).values_list("outcome", "detail"))
-    connections[registry.register(str(path)).alias].close()
+    connections[engines.register(str(path)).alias].close()
     return rows
 
 

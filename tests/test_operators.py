@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from dbselect import registry
+from dbselect import engines
 from tests.helpers import select, sign_in
 
 
@@ -36,11 +36,11 @@ def operator(make_database) -> tuple[Client, str]:
 
 def test_operator_only_views_refuse_admins_of_other_databases(outsider, make_database):
     shared = str(make_database(name="Shared"))
-    registry.register(shared)
+    engines.register(shared)
     assert outsider.get("/admin/engines/").status_code == 403
     assert outsider.post("/admin/engines/dispose", {"path": shared}).status_code == 403
     assert outsider.post("/admin/engines/dispose-idle", {}).status_code == 403
-    assert registry.get_engine(shared) is not None  # nothing was disposed
+    assert engines.get(shared) is not None  # nothing was disposed
     assert "engines-link" not in outsider.get("/").content.decode()
 
 
@@ -62,7 +62,7 @@ def test_operator_power_ends_with_a_password_change_in_the_operator_database(ope
     from django.contrib.auth import get_user_model
 
     client, default = operator
-    alias = registry.register(default).alias
+    alias = engines.register(default).alias
     user = get_user_model()._default_manager.db_manager(alias).get(username="root")
     user.set_password("changed-elsewhere")
     user.save(using=alias)

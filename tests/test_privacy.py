@@ -92,7 +92,7 @@ def test_the_session_history_survives_signing_in(production, make_database):
 def test_an_operator_sees_the_machine_history(production, make_database):
     visitor_db = make_database(name="Visitor's")
     select(Client(), visitor_db)
-    # databases/default: its admins are operators (dbselect.operators).
+    # databases/default: its admins are operators (dbselect.permissions).
     default = make_database(name="Default", users=[("boss", "pw-boss-123", True)], label="default")
     operator = Client()
     select(operator, default)

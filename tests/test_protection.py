@@ -13,7 +13,7 @@ import time
 import pytest
 from django.test import Client
 
-from dbselect import protection, registry
+from dbselect import engines, protection
 from tests.helpers import company_names, select, sign_in
 
 
@@ -75,7 +75,7 @@ def test_maintenance_mode_lets_that_admin_write_until_it_ends_and_audits_it(prot
 
 def test_a_maintenance_grant_expires(protected):
     db, boss, _ = protected
-    alias = registry.register(str(db)).alias
+    alias = engines.register(str(db)).alias
     boss.post("/database/protection", {"action": "maintenance-on", "minutes": "5"})
     from django.contrib.auth import get_user_model
 

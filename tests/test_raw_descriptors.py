@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from dbselect import live_files
+from dbselect.engines import live_files
 from tests.helpers import select, sign_in
 
 _recording = threading.Event()
@@ -115,7 +115,7 @@ def test_no_page_opens_a_live_database_file(make_database, tmp_path, recording):
 
 
 def test_validation_of_a_live_file_goes_through_sqlite(make_database, recording):
-    from dbselect.validation import inspect_database
+    from dbselect.files.validation import inspect_database
 
     path = Path(make_database(name="Live"))
     start_recording()

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.test import Client
 
 from dbselect import session as db_session
-from dbselect.validation import ValidationFailed, inspect_database
+from dbselect.files.validation import ValidationFailed, inspect_database
 from tests.helpers import messages_of, select, sign_in
 
 FALLBACK = "Your selected database could not be opened. Reverted to {name}. Reason: "

@@ -9,7 +9,7 @@ import sqlite3
 from django.core.management import call_command
 
 from dbselect.conf import get_config
-from dbselect.validation import inspect_database
+from dbselect.files.validation import inspect_database
 
 
 def _run(*args: str) -> str:

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from dbselect.paths import PathRejected, normalize_user_path
+from dbselect.files.paths import PathRejected, normalize_user_path
+from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.scanner import database_files
-from dbselect.validation import ValidationFailed, inspect_database
 
 
 def human_size(size: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbselect import registry, state
+from dbselect import engines, state
 from dbselect.conf import get_config
 from dbselect.models import SystemSetting
 from dbselect.scanner import snapshot_dir_for
@@ -36,8 +36,8 @@ class Command(BaseCommand):
         existed = Path(path).exists()
         folder.mkdir(parents=True, exist_ok=True)
         snapshot_dir_for(path).mkdir(exist_ok=True)
-        registry.create_file(path)
-        engine = registry.register(path, alias=label)
+        engines.create_file(path)
+        engine = engines.register(path, alias=label)
         with state.override(engine.alias):
             call_command("migrate", database=engine.alias, interactive=False, verbosity=0)
             current = SystemSetting.get_value(SystemSetting.DISPLAY_NAME)

@@ -10,9 +10,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from dbselect import migrating
-from dbselect.paths import PathRejected, normalize_user_path
+from dbselect.files.paths import PathRejected, normalize_user_path
+from dbselect.files.schema import SchemaState
 from dbselect.scanner import database_files
-from dbselect.schema import SchemaState
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from django.db import connections
 from django.template.defaultfilters import filesizeformat
 
 from dbselect import scanner
-from dbselect.validation import ValidationFailed, inspect_database
+from dbselect.files.validation import ValidationFailed, inspect_database
 from snapshots import service
 from snapshots.sqlite_copy import Progress
 

@@ -187,11 +187,11 @@ _store_lock = threading.Lock()
 def get_store() -> EngineStore:
     """Return this process's handle on the shared store (re-opened after a fork)."""
     global _store, _store_pid
-    from dbselect.engine_conf import engine_setting
+    from dbselect.conf import setting
 
     with _store_lock:
         if _store is None or _store_pid != os.getpid():
-            _store = EngineStore(engine_setting("ENGINE_STORE_DIR"))
+            _store = EngineStore(setting("ENGINE_STORE_DIR"))
             _store_pid = os.getpid()
         return _store
 

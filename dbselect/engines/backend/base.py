@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.backends.sqlite3 import base
 
-from dbselect import tracking
+from dbselect.engines import connections as tracking
 
 
 def no_create_uri(path: str) -> str:

@@ -27,8 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from dbselect.conf import get_config
-from dbselect.engine_conf import engine_setting
+from dbselect.conf import get_config, setting
 
 POLL_INTERVAL = 0.005
 
@@ -44,7 +43,7 @@ class GateClosed(Exception):
 
 
 def _folder() -> Path:
-    folder = Path(engine_setting("ENGINE_STORE_DIR")) / "gates"
+    folder = Path(setting("ENGINE_STORE_DIR")) / "gates"
     if folder not in _made:
         folder.mkdir(parents=True, exist_ok=True)
         _made.add(folder)

@@ -26,9 +26,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 
-from dbselect import registry, session
+from dbselect import engines, session
 from dbselect.conf import get_config
-from dbselect.paths import real_path
+from dbselect.files.paths import real_path
 
 DENIED = (
     "Only an operator can do this: an administrator signed in to one of the operator "
@@ -65,7 +65,7 @@ def may_be_operator(request: HttpRequest) -> bool:
 def _is_admin_there(path: str, login: dict[str, str]) -> bool:
     if not Path(path).is_file():
         return False
-    alias = registry.register(path).alias
+    alias = engines.register(path).alias
     try:
         user = get_user_model()._default_manager.db_manager(alias).filter(pk=login["id"]).first()
     except (DatabaseError, ValueError, KeyError):

@@ -1,12 +1,15 @@
-"""Database faults during a request: classify them and answer without a 500.
+"""Recovery: what a request gets when its database cannot serve it.
 
-A view (or template) that hits a SQLite error on the session's database gets one of two
-answers instead of a server error:
+Two cases, one module:
 
-* the file is still there but cannot take the request now (locked longer than the busy
-  timeout, read-only, disk full): a 503 page that says so and that the change was not saved;
-* the file is no longer a usable database (deleted, truncated, corrupt, replaced in place):
-  the session falls back to its previous database with the banner, or back to the selector.
+* the selected file is unusable (deleted, truncated, corrupt, replaced, refused by
+  `engines.open`): the session **falls back** to its previous database with the banner, or back
+  to the selector. Never silent: the banner, an audit entry in the database the session returns
+  to, and a request that was aimed at the broken database (possibly a write) is answered with a
+  redirect instead of being run on another one;
+* a SQLite error met while binding or in the view (**faults**): locked longer than the busy
+  timeout, read-only, disk full, too slow, under maintenance: a 503 page that says so and that
+  the change was not saved; an unusable file falls back as above.
 
 Errors that are bugs rather than faults (IntegrityError, a programming error) are left to
 Django's normal handling.
@@ -19,17 +22,90 @@ import json
 import logging
 import sqlite3
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.db import DatabaseError, DataError, IntegrityError, NotSupportedError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.http import escape_leading_slashes
 
-from dbselect import maintenance_gate, registry, session
+from audit import log as audit_log
+from dbselect import engines, session
 from dbselect.conf import get_config
-from dbselect.fallback import fall_back
+from dbselect.engines import gate
 
 logger = logging.getLogger("nukeworks.dbselect")
+
+FALLBACK_MESSAGE = (
+    "Your selected database could not be opened. Reverted to {name}. Reason: {reason}"
+)
+
+
+def fallback_banner(name: str, reason: str) -> str:
+    """Return the banner shown when a session is put back on its previous database."""
+    return FALLBACK_MESSAGE.format(name=name, reason=reason)
+
+
+def to_selector(request: HttpRequest) -> HttpResponseRedirect:
+    """Return a redirect to the selector that comes back to this page after a GET."""
+    url = reverse("dbselect:select")
+    if request.method == "GET" and request.path_info != "/":
+        url += "?" + urlencode({"next": request.get_full_path()})
+    return HttpResponseRedirect(url)
+
+
+def fall_back(
+    request: HttpRequest, path: str, reason: str, *, exempt: bool
+) -> str | HttpResponseRedirect | None:
+    """Move the session off the unusable database at `path`.
+
+    Return the alias to continue with (exempt pages only), a redirect, or None (an exempt
+    page with no database left).
+    """
+    logger.warning("database unavailable path=%r reason=%r", path, reason)
+    previous = request.session.get(session.PREVIOUS_PATH)
+    failed_name = session.selected_name(request) or path
+    if previous and previous != path:
+        try:
+            engine = engines.open(previous)
+            session.switch(request, engine, reason="fallback")
+        except (engines.DatabaseUnavailable, gate.GateClosed) as exc:
+            logger.warning("previous database unavailable path=%r reason=%r", previous, exc)
+        except DatabaseError as exc:
+            # Re-binding the login reads the previous database: it may be broken too.
+            logger.warning("previous database failed path=%r error=%r", previous, exc)
+        else:
+            audit_log.record(
+                "database.fallback",
+                target=path,
+                outcome="failure",
+                detail=f"{reason} Reverted to {previous}.",
+                request=request,
+                # The login is not loaded yet when the middleware falls back: name the one this
+                # session had on the database it left.
+                username=(session.login_for(request, path) or {}).get("username") or None,
+                using=engine.alias,
+            )
+            messages.warning(
+                request, fallback_banner(session.selected_name(request) or previous, reason)
+            )
+            # Never run this request (possibly a write) on a database it did not target.
+            if exempt:
+                return engine.alias
+            # escape_leading_slashes: a path such as //evil.example/ must not leave the site.
+            return HttpResponseRedirect(escape_leading_slashes(request.get_full_path()))
+    session.clear(request)
+    messages.error(
+        request,
+        f"Your selected database ({failed_name}) could not be opened and there is no "
+        f"previous database to return to. Reason: {reason} Please select a database.",
+    )
+    return None if exempt else to_selector(request)
+
+
+# -- faults met while binding or in the view -----------------------------------
 
 BUSY_TEMPLATE = "dbselect/busy.html"
 # Seconds a client is asked to wait before retrying a busy database.
@@ -60,7 +136,7 @@ _BY_CODE = {
     5: FaultKind.BUSY,  # SQLITE_BUSY
     6: FaultKind.BUSY,  # SQLITE_LOCKED
     8: FaultKind.READ_ONLY,  # SQLITE_READONLY
-    9: FaultKind.TOO_SLOW,  # SQLITE_INTERRUPT (dbselect.query_budget)
+    9: FaultKind.TOO_SLOW,  # SQLITE_INTERRUPT (dbselect.engines.query_budget)
     10: FaultKind.UNUSABLE,  # SQLITE_IOERR
     11: FaultKind.UNUSABLE,  # SQLITE_CORRUPT
     13: FaultKind.DISK_FULL,  # SQLITE_FULL
@@ -146,7 +222,7 @@ def with_unsaved_note(request: HttpRequest, reason: str) -> str:
 
 def fault_response(request: HttpRequest, exc: BaseException) -> HttpResponse | None:
     """Answer a request whose database failed with `exc`; None when `exc` is not a fault."""
-    if isinstance(exc, maintenance_gate.GateClosed):
+    if isinstance(exc, gate.GateClosed):
         return maintenance_page(request)
     fault = classify(exc)
     if fault is None:
@@ -167,7 +243,7 @@ def fault_response(request: HttpRequest, exc: BaseException) -> HttpResponse | N
     )
     if fault.kind is FaultKind.UNUSABLE and path:
         # Close this file's connections and make the next request re-validate it.
-        registry.dispose(path)
+        engines.dispose(path)
         reason = f"{fault.detail} {_unsaved_note(request)}"
         outcome = fall_back(request, path, reason, exempt=False)
         if isinstance(outcome, HttpResponse):

@@ -16,9 +16,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from dbselect import live_files
-from dbselect.paths import PathRejected, bounded
-from dbselect.schema import Migration, SchemaState, compare
+from dbselect.engines import live_files
+from dbselect.files.paths import PathRejected, bounded
+from dbselect.files.schema import Migration, SchemaState, compare
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_SIZE = 100
@@ -119,7 +119,7 @@ def parse_header(data: bytes, size: int) -> SqliteHeader:
 def read_header(path: str) -> tuple[SqliteHeader | None, FileIdentity]:
     """Check `path` is a regular file and parse its header, read-only, never creating it.
 
-    The header of a file this process works on (a *live* file, see dbselect.live_files) is
+    The header of a file this process works on (a *live* file, see dbselect.engines.live_files) is
     not read raw: that would release SQLite's locks. It is None then, and validation reads
     the file through SQLite alone, which checks the header itself.
     """

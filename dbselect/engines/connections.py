@@ -38,7 +38,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from dbselect.engine_conf import engine_setting
+from dbselect.conf import setting
 from dbselect.state import get_active_alias
 
 GENERATION_ATTR = "_nukeworks_dispose_generation"
@@ -152,7 +152,7 @@ def make_room(alias: str) -> None:
     # (management commands, tests working on files directly) nothing promised a bound.
     if not state.in_request or state.test_client:
         return
-    limit = max(int(engine_setting("MAX_CONNECTIONS_PER_THREAD")), 1)
+    limit = max(int(setting("MAX_CONNECTIONS_PER_THREAD")), 1)
     others = [a for a, w in state.open.items() if a != alias and w.connection is not None]
     surplus = len(others) + 1 - limit
     if surplus <= 0:
@@ -190,7 +190,7 @@ def on_request_finished(sender: Any, **kwargs: Any) -> None:
     """Close disposed and surplus connections of this thread, then mark it idle."""
     state = current()
     # Like Django's own handling, the test client keeps connections between its requests.
-    limit = 10**9 if state.test_client else int(engine_setting("MAX_CONNECTIONS_PER_THREAD"))
+    limit = 10**9 if state.test_client else int(setting("MAX_CONNECTIONS_PER_THREAD"))
     try:
         tidy(state, limit)
     finally:

@@ -11,7 +11,13 @@ import os
 import stat
 from typing import Any
 
-from dbselect.paths import PathRejected, bounded, check_allowed, is_allowed, normalize_user_path
+from dbselect.files.paths import (
+    PathRejected,
+    bounded,
+    check_allowed,
+    is_allowed,
+    normalize_user_path,
+)
 
 DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 MAX_ENTRIES = 500

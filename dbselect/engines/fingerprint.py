@@ -19,10 +19,10 @@ import threading
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from dbselect.paths import PathRejected, bounded
-from dbselect.registry import Engine
+from dbselect.engines.cache import Engine
+from dbselect.files.paths import PathRejected, bounded
+from dbselect.files.validation import FileIdentity, ValidationFailed, open_readonly, read_header
 from dbselect.signals import database_switched
-from dbselect.validation import FileIdentity, ValidationFailed, open_readonly, read_header
 
 SESSION_KEY = "selected_db_fingerprint"
 REPLACED = "The database file was overwritten by a different database."

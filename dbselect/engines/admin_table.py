@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from django.http import HttpRequest
 
 from audit import log as audit_log
-from dbselect import engine_worker, registry, state
-from dbselect.engine_conf import engine_setting
-from dbselect.engine_sessions import SessionCounts, count_sessions
-from dbselect.engine_store import WorkerReport, get_store
+from dbselect import engines, state
+from dbselect.conf import setting
+from dbselect.engines import workers as engine_worker
+from dbselect.engines.session_counts import SessionCounts, count_sessions
+from dbselect.engines.store import WorkerReport, get_store
 from dbselect.session import display_name_for
 
 
@@ -106,14 +107,14 @@ class Overview:
 
 def _stale_after() -> float:
     """Seconds after which a worker that stopped publishing is taken for gone."""
-    return 3 * float(engine_setting("ENGINE_HEARTBEAT")) + 2.0
+    return 3 * float(setting("ENGINE_HEARTBEAT")) + 2.0
 
 
 def collect(wait: float | None = None) -> tuple[list[WorkerReport], int]:
     """Return fresh tables of every live worker and how many did not answer in time."""
     store = get_store()
     engine_worker.publish()
-    wait = float(engine_setting("ENGINE_REFRESH_WAIT")) if wait is None else wait
+    wait = float(setting("ENGINE_REFRESH_WAIT")) if wait is None else wait
     asked = time.time()
     live = store.reports(newer_than=asked - _stale_after())
     store.prune(asked - 10 * _stale_after())
@@ -184,7 +185,7 @@ def overview(wait: float | None = None) -> Overview:
         workers=workers,
         engines=engines,
         sessions=sessions,
-        idle_seconds=float(engine_setting("ENGINE_IDLE_SECONDS")),
+        idle_seconds=float(setting("ENGINE_IDLE_SECONDS")),
         missing=missing,
         now=time.time(),
     )
@@ -198,7 +199,7 @@ def dispose_paths(paths: list[str], request: HttpRequest | None = None) -> int:
     by = getattr(user, "username", "") if user is not None else ""
     get_store().record_disposals(paths, by=by)
     for path in paths:
-        cached_here = registry.dispose(path)
+        cached_here = engines.dispose(path)
         audit_log.record(
             "engine.dispose",
             target=path,

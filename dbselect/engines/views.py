@@ -1,6 +1,6 @@
 """The engines page: list the cached engines of every worker process, dispose them.
 
-Server-wide powers: operators only (dbselect.operators), never the admin of just any file.
+Server-wide powers: operators only (dbselect.permissions), never the admin of just any file.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from dbselect import engine_admin
-from dbselect.operators import operator_required
+from dbselect.engines import admin_table
+from dbselect.permissions import operator_required
 from dbselect.session import display_name_for
 
 
@@ -20,7 +20,7 @@ from dbselect.session import display_name_for
 @operator_required
 def engine_list(request: HttpRequest) -> HttpResponse:
     """Show every cached engine of every worker process."""
-    data = engine_admin.overview()
+    data = admin_table.overview()
     return render(
         request,
         "dbselect/engines.html",
@@ -33,11 +33,11 @@ def engine_list(request: HttpRequest) -> HttpResponse:
 def dispose(request: HttpRequest) -> HttpResponse:
     """Dispose one engine in every worker process."""
     path = request.POST.get("path", "")
-    known = {e.path: e for e in engine_admin.overview(wait=0).engines}
+    known = {e.path: e for e in admin_table.overview(wait=0).engines}
     if path not in known:
         messages.error(request, "That database is not in the engine cache (any more).")
     else:
-        engine_admin.dispose_paths([path], request)
+        admin_table.dispose_paths([path], request)
         name = display_name_for(path, known[path].display_name)
         messages.success(
             request,
@@ -51,8 +51,8 @@ def dispose(request: HttpRequest) -> HttpResponse:
 @operator_required
 def dispose_idle(request: HttpRequest) -> HttpResponse:
     """Dispose every engine no worker has used for ENGINE_IDLE_SECONDS."""
-    data = engine_admin.overview()
-    count = engine_admin.dispose_paths(data.idle_paths(), request)
+    data = admin_table.overview()
+    count = admin_table.dispose_paths(data.idle_paths(), request)
     if count:
         messages.success(request, f"Disposed {count} idle engine{'s' if count != 1 else ''}.")
     else:

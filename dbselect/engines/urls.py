@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dbselect import engine_views
+from dbselect.engines import views as engine_views
 
 app_name = "dbselect-engines"
 

@@ -5,12 +5,12 @@ queries that name them. Selecting a hostile file must not freeze a worker, so ev
 connection to a SQLite file, as soon as it is created:
 
 - runs with `PRAGMA trusted_schema=OFF` (set in the connection options' init_command, see
-  `dbselect.registry.connection_options`): SQL functions that are not marked innocuous, such
+  `dbselect.engines.cache.connection_options`): SQL functions that are not marked innocuous, such
   as Django's Python `regexp()`, cannot be called from a trigger or a view at all, and Python
   code that SQLite cannot interrupt never runs on the file's behalf;
 - gets a time budget per query (`DBSELECT["QUERY_TIME_LIMIT"]` seconds, executing and
   fetching): SQLite calls a progress handler every few thousand virtual-machine steps, which
-  ends the statement with SQLITE_INTERRUPT once the budget is spent; dbselect.faults answers
+  ends the statement with SQLITE_INTERRUPT once the budget is spent; dbselect.recovery answers
   that with a 503 page, and SQLite rolls the statement's transaction back.
 
 Operator work that may legitimately run long (migrations) runs inside `unlimited()`.

@@ -22,9 +22,10 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from dbselect import registry, tracking
-from dbselect.engine_conf import engine_setting
-from dbselect.engine_store import get_store
+from dbselect import engines
+from dbselect.conf import setting
+from dbselect.engines import connections as tracking
+from dbselect.engines.store import get_store
 
 logger = logging.getLogger("nukeworks.dbselect")
 
@@ -75,19 +76,19 @@ def deep_size(obj: Any, _seen: set[int] | None = None) -> int:
 
 def bytes_per_alias(sample: int = 50) -> int | None:
     """Return the average bytes one registered engine holds (settings dict + engine record)."""
-    engines = registry.engines()[:sample]
-    if not engines:
+    sampled = engines.all()[:sample]
+    if not sampled:
         return None
     total = 0
-    for engine in engines:
+    for engine in sampled:
         total += deep_size(connections.settings.get(engine.alias, {})) + deep_size(engine)
-    return total // len(engines)
+    return total // len(sampled)
 
 
 def report() -> dict[str, Any]:
     """Return this worker's engine table and process figures, as published to the store."""
     open_counts = tracking.open_connections()
-    engines = [
+    rows = [
         {
             "path": engine.path,
             "alias": engine.alias,
@@ -99,7 +100,7 @@ def report() -> dict[str, Any]:
             "requests": engine.requests,
             "open_connections": open_counts.get(engine.alias, 0),
         }
-        for engine in registry.engines()
+        for engine in engines.all()
     ]
     return {
         "pid": os.getpid(),
@@ -112,7 +113,7 @@ def report() -> dict[str, Any]:
         "bytes_per_alias": bytes_per_alias(),
         "conn_max_age": connections.settings[DEFAULT_DB_ALIAS].get("CONN_MAX_AGE", 0),
         "open_connections": sum(open_counts.values()),
-        "engines": engines,
+        "engines": rows,
     }
 
 
@@ -129,7 +130,7 @@ def _withdraw() -> None:
 
 def janitor_enabled() -> bool:
     """Return True when this process should run the janitor thread."""
-    return bool(engine_setting("ENGINE_JANITOR"))
+    return bool(setting("ENGINE_JANITOR"))
 
 
 def ensure_janitor() -> None:
@@ -147,14 +148,14 @@ def ensure_janitor() -> None:
 
 
 def _run() -> None:
-    tick = float(engine_setting("ENGINE_JANITOR_TICK"))
-    heartbeat = float(engine_setting("ENGINE_HEARTBEAT"))
+    tick = float(setting("ENGINE_JANITOR_TICK"))
+    heartbeat = float(setting("ENGINE_HEARTBEAT"))
     store = get_store()
     seen_refresh = -1
     last_publish = 0.0
     while True:
         try:
-            applied = registry.apply_remote_disposals()
+            applied = engines.apply_remote_disposals()
             tracking.sweep_idle()
             refresh = store.refresh_counter()
             now = time.monotonic()

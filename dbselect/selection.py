@@ -10,11 +10,23 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 
 from audit import log as audit_log
-from dbselect import maintenance_gate, registry, selector_cache, session
+from dbselect import engines, selector_cache, session
+from dbselect.engines import gate
+from dbselect.files.paths import (
+    PathRejected,
+    bounded,
+    check_allowed,
+    normalize_user_path,
+    real_path,
+)
+from dbselect.files.validation import (
+    DatabaseInfo,
+    ValidationFailed,
+    inspect_database,
+    refusal_reason,
+)
 from dbselect.models import SystemSetting
-from dbselect.paths import PathRejected, bounded, check_allowed, normalize_user_path, real_path
 from dbselect.scanner import snapshot_dir_for
-from dbselect.validation import DatabaseInfo, ValidationFailed, inspect_database, refusal_reason
 
 logger = logging.getLogger("nukeworks.dbselect")
 
@@ -77,11 +89,11 @@ def select(request: HttpRequest, raw_path: object, display_name: str = "") -> Se
 
 def _switch(request: HttpRequest, path: str, display_name: str) -> SelectionResult:
     try:
-        engine, info = registry.validate_and_register(path)
-    except registry.DatabaseUnavailable as exc:
+        engine, info = engines.validate_and_register(path)
+    except engines.DatabaseUnavailable as exc:
         _audit_refusal(request, path, exc.reason)
         return SelectionResult(False, path=path, reason=exc.reason)
-    except maintenance_gate.GateClosed:
+    except gate.GateClosed:
         reason = (
             "An administrator is restoring or migrating this database right now; "
             "try again in a moment."
@@ -127,7 +139,7 @@ def renaming_refused(current: str) -> str:
     return f"This database is already named “{current}”; only its administrators can rename it."
 
 
-def _set_display_name(request: HttpRequest, engine: registry.Engine, name: str) -> str | None:
+def _set_display_name(request: HttpRequest, engine: engines.Engine, name: str) -> str | None:
     """Write `name` into the database's system_settings if this session may; return a warning.
 
     Anyone may name a database that has no name yet (the specification lets the user supply a
@@ -175,7 +187,7 @@ def _set_display_name(request: HttpRequest, engine: registry.Engine, name: str) 
 
 def _audit_refusal(request: HttpRequest, target: object, reason: str) -> None:
     current = session.selected_path(request)
-    engine = registry.get_engine(current) if current else None
+    engine = engines.get(current) if current else None
     if engine is None:
         logger.info("selection refused target=%r reason=%r", target, reason)
         return

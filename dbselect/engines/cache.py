@@ -6,8 +6,8 @@ KeyError: 'TIME_ZONE' on Django >= 4.1). Registration replaces the settings dict
 inserting into it (copy-on-write), because other threads iterate it in
 `close_old_connections()` at the end of every request.
 
-Disposing reaches every thread of this process through `dbselect.tracking` (per-connection
-dispose generations) and every worker process through `dbselect.engine_store` (a shared
+Disposing reaches every thread of this process through `dbselect.engines.connections` (per-connection
+dispose generations) and every worker process through `dbselect.engines.store` (a shared
 dispose counter read from memory on every request, and by the engine janitor thread).
 """
 
@@ -27,10 +27,11 @@ from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.dispatch import receiver
 
-from dbselect import live_files, maintenance_gate, tracking
 from dbselect.conf import get_config
-from dbselect.paths import is_network_path, real_path
-from dbselect.validation import (
+from dbselect.engines import connections as tracking
+from dbselect.engines import gate, live_files
+from dbselect.files.paths import is_network_path, real_path
+from dbselect.files.validation import (
     FileIdentity,
     ValidationFailed,
     inspect_database,
@@ -82,7 +83,7 @@ class Engine:
 
 
 # The backend of runtime aliases: Django's SQLite wrapper opening files with mode=rw.
-ENGINE = "dbselect.backend"
+ENGINE = "dbselect.engines.backend"
 
 
 def alias_for_path(path: str) -> str:
@@ -107,7 +108,7 @@ def connection_options(network: bool) -> dict[str, object]:
         "timeout": float(config["BUSY_TIMEOUT"]),
         "transaction_mode": "IMMEDIATE",
         # trusted_schema=OFF: the file's triggers and views may not call functions that are
-        # not innocuous (dbselect.query_budget).
+        # not innocuous (dbselect.engines.query_budget).
         "init_command": (
             f"PRAGMA journal_mode={journal};PRAGMA synchronous={synchronous};"
             "PRAGMA trusted_schema=OFF"
@@ -266,7 +267,7 @@ def validate_and_register(path: str) -> tuple[Engine, object]:
         # A different file now stands at this path: connections to the old one must go.
         dispose(engine.path, forget=False)
     # The request works on this file from here on: not while it is restored or migrated.
-    maintenance_gate.enter(engine.path)
+    gate.enter(engine.path)
     engine.identity = info.identity
     engine.display_name = info.display_name
     return engine, info
@@ -278,7 +279,7 @@ def open_engine(path: str) -> Engine:
     A cached engine costs one stat() per request (the file is never opened here). A new
     engine (first use in this process) is fully validated. Dispose requests of other worker
     processes are applied first (a memory read when none). The calling thread then holds the
-    file's maintenance gate until its request ends (raises maintenance_gate.GateClosed while
+    file's maintenance gate until its request ends (raises gate.GateClosed while
     an administrator restores or migrates it).
     """
     apply_remote_disposals()
@@ -287,7 +288,7 @@ def open_engine(path: str) -> Engine:
         engine, _ = validate_and_register(path)
     else:
         _check_unchanged(engine)
-        maintenance_gate.enter(engine.path)
+        gate.enter(engine.path)
     tracking.mark_used(engine.alias)
     engine.touch()
     return engine
@@ -296,10 +297,10 @@ def open_engine(path: str) -> Engine:
 def _check_unchanged(engine: Engine) -> None:
     """Refuse the engine's file when it is gone or another file stands at its path.
 
-    One stat() and nothing else: the file is never opened here (see dbselect.live_files),
+    One stat() and nothing else: the file is never opened here (see dbselect.engines.live_files),
     and its header is not re-read, because a header read while a writer or a checkpoint
     extends the file can describe pages not yet written and refuse a healthy file. Damage
-    inside the file surfaces as a SQLite error on the next query (dbselect.faults).
+    inside the file surfaces as a SQLite error on the next query (dbselect.recovery).
     """
     try:
         st = os.stat(engine.path)
@@ -352,7 +353,7 @@ def dispose(path: str, *, forget: bool = True, everywhere: bool = False) -> bool
     """
     global _engines, _by_file
     if everywhere:
-        from dbselect.engine_store import get_store
+        from dbselect.engines.store import get_store
 
         get_store().record_disposals([path])
     with _lock:
@@ -387,7 +388,7 @@ class _DisposeFeed:
     """This process's view of the shared dispose counter."""
 
     def __init__(self) -> None:
-        from dbselect.engine_store import get_store
+        from dbselect.engines.store import get_store
 
         self.store = get_store()
         # Requests made before this process started concern connections it never had.
@@ -437,7 +438,7 @@ def apply_remote_disposals() -> int:
 def _reset_feed(*, setting: str, **kwargs: object) -> None:
     global _feed
     if setting == "DBSELECT":
-        from dbselect.engine_store import reset_store
+        from dbselect.engines.store import reset_store
 
         reset_store()
         _feed = _UNSET

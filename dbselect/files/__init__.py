@@ -1,0 +1,1 @@
+"""Reading user-chosen files safely: paths, validation, schema state, browsing."""
