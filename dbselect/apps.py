@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -6,24 +8,35 @@ class DbSelectConfig(AppConfig):
     verbose_name = "Database selection"
 
     def ready(self) -> None:
+        from django.core.signals import setting_changed
         from django.db.backends.signals import connection_created
 
         # checks register themselves on import.
         from dbselect import checks, engines, scanner  # noqa: F401
         from dbselect.conf import get_config
-        from dbselect.engines import live_files, query_budget
+        from dbselect.engines import connections, live_files, query_budget, workers
 
         connection_created.connect(live_files.on_connection_created, dispatch_uid="nw-live-files")
         connection_created.connect(
             query_budget.on_connection_created, dispatch_uid="nw-query-budget"
         )
-        engines.adopt_configured_aliases()
-        # Engine cache administration: per-thread connection bookkeeping, janitor thread.
-        from dbselect.engines import workers as engine_worker
-
-        engine_worker.install()
+        engines.install()
+        # Per-thread connection bookkeeping, then this worker's janitor thread.
+        connections.install_receivers()
+        workers.install()
+        setting_changed.connect(_settings_changed, dispatch_uid="nw-dbselect-settings")
         if get_config()["REGISTER_SCANNED_AT_STARTUP"]:
             # `manage.py migrate --database <label>` needs the label as an alias.
             for label, path in scanner.database_files():
                 if engines.get(path) is None:
                     engines.register(path, alias=label)
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """The one reaction to a changed DBSELECT setting (tests): re-read it everywhere."""
+    if setting == "DBSELECT":
+        from dbselect import engines
+        from dbselect.conf import get_config
+
+        get_config.cache_clear()
+        engines.reset()

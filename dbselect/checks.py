@@ -105,3 +105,20 @@ def check_allowed_roots(app_configs: Any = None, **kwargs: Any) -> list[Warning]
             )
         ]
     return []
+
+
+@register()
+def check_synchronous(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """dbselect.E004: DBSELECT["SYNCHRONOUS"] must name a SQLite synchronous mode."""
+    from dbselect.conf import SYNCHRONOUS_MODES, get_config
+
+    value = get_config()["SYNCHRONOUS"]
+    if str(value).upper() not in SYNCHRONOUS_MODES:
+        return [
+            Error(
+                f"DBSELECT['SYNCHRONOUS'] is {value!r}, which is not a SQLite synchronous mode.",
+                hint=f"Use one of {', '.join(SYNCHRONOUS_MODES)} (FULL loses nothing committed).",
+                id="dbselect.E004",
+            )
+        ]
+    return []

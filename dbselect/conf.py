@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 DEFAULTS: dict[str, Any] = {
     # Folder scanned for databases/<label>/nukeworks.sqlite.
@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a connection waits for a lock held by another connection.
     "BUSY_TIMEOUT": 5.0,
     # PRAGMA synchronous on every connection: FULL loses nothing committed on power failure.
+    # One of SYNCHRONOUS_MODES (system check dbselect.E004).
     "SYNCHRONOUS": "FULL",
     # Seconds one query may run (executing and fetching) before SQLite interrupts it: a
     # database file's own triggers must never hold a worker. 0 disables the budget.
@@ -79,9 +80,3 @@ def get_config() -> dict[str, Any]:
 def setting(name: str) -> Any:
     """Return one effective dbselect setting (DBSELECT[name], else its default)."""
     return get_config()[name]
-
-
-@receiver(setting_changed)
-def _reset_config(*, setting: str, **kwargs: Any) -> None:
-    if setting == "DBSELECT":
-        get_config.cache_clear()

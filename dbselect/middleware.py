@@ -1,4 +1,9 @@
-"""DatabaseSelectionMiddleware: bind each request to its session's database file."""
+"""DatabaseSelectionMiddleware: bind each request to its session's database.
+
+The request path in three modules: `session` (which target this browser works on) →
+`engines.open(target)` (a usable engine, or DatabaseUnavailable) → `state.activate(alias)`
+(the router sends every query there). Whatever goes wrong is answered by `recovery`.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
 from dbselect import engines, recovery, session, state
-from dbselect.engines import fingerprint, gate
-from dbselect.recovery import FALLBACK_MESSAGE, fall_back, fallback_banner, to_selector
-
-__all__ = ["EXEMPT_PREFIXES", "FALLBACK_MESSAGE", "DatabaseSelectionMiddleware", "fallback_banner"]
+from dbselect.engines import gate
 
 EXEMPT_PREFIXES = ("/select-db", "/static/", "/healthz", "/favicon.ico")
 
@@ -39,7 +41,7 @@ class DatabaseSelectionMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         try:
-            outcome = self._safe_bind(request)
+            outcome = self._bind(request)
             if isinstance(outcome, HttpResponse):
                 return outcome
             if outcome is not None:
@@ -54,9 +56,9 @@ class DatabaseSelectionMiddleware:
 
     async def __acall__(self, request: HttpRequest):
         # Under ASGI the gate is held by the one thread that runs sync code for every request,
-        # so it protects less than under the shipped WSGI server (see maintenance_gate).
+        # so it protects less than under the shipped WSGI server (see engines.gate).
         try:
-            outcome = await sync_to_async(self._safe_bind)(request)
+            outcome = await sync_to_async(self._bind)(request)
             if isinstance(outcome, HttpResponse):
                 return outcome
             if outcome is not None:
@@ -72,30 +74,27 @@ class DatabaseSelectionMiddleware:
         """Turn a database-file fault raised by the view into a 503 page or a fallback."""
         return recovery.fault_response(request, exception)
 
-    def _safe_bind(self, request: HttpRequest) -> str | HttpResponse | None:
+    def _bind(self, request: HttpRequest) -> str | HttpResponse | None:
+        """Return the alias to activate, a response to send instead, or None (exempt path)."""
         try:
-            return self._bind(request)
+            return self._open(request)
         except (DatabaseError, gate.GateClosed) as exc:
-            # One answer for faults met while binding or in the view (dbselect.recovery); falling
-            # back re-binds the login, which reads the previous database.
+            # One answer for faults met while binding or in the view (dbselect.recovery);
+            # falling back re-binds the login, which reads the previous database.
             response = recovery.fault_response(request, exc)
             if response is None:
                 raise
             return response
 
-    def _bind(self, request: HttpRequest) -> str | HttpResponse | None:
-        """Return the alias to activate, a response to send instead, or None (exempt path)."""
-        path = session.selected_path(request)
+    def _open(self, request: HttpRequest) -> str | HttpResponse | None:
+        target = session.selected_path(request)
         exempt = request.path_info.startswith(EXEMPT_PREFIXES)
-        if not path:
-            return None if exempt else to_selector(request)
+        if not target:
+            return None if exempt else recovery.to_selector(request)
         try:
-            engine = engines.open(path)
+            engine = engines.open(target, fingerprint=session.seen_fingerprint(request, target))
         except engines.DatabaseUnavailable as exc:
             reason = recovery.with_unsaved_note(request, exc.reason)
-            return fall_back(request, path, reason, exempt=exempt)
-        if fingerprint.replaced(request, engine):
-            # Same path, same inode, another database: never work on it silently.
-            engines.dispose(path)
-            return fall_back(request, path, fingerprint.REPLACED, exempt=exempt)
+            return recovery.fall_back(request, target, reason, exempt=exempt)
+        session.remember_fingerprint(request, engine)
         return engine.alias

@@ -84,12 +84,15 @@ def select(request: HttpRequest, raw_path: object, display_name: str = "") -> Se
     if reason:
         _audit_refusal(request, path, reason)
         return SelectionResult(False, path=path, reason=reason, info=info)
-    return _switch(request, path, display_name)
+    return _switch(request, path, display_name, info)
 
 
-def _switch(request: HttpRequest, path: str, display_name: str) -> SelectionResult:
+def _switch(
+    request: HttpRequest, path: str, display_name: str, info: DatabaseInfo
+) -> SelectionResult:
+    # `info` is the validation select() just made: the file is read once per selection.
     try:
-        engine, info = engines.validate_and_register(path)
+        engine, info = engines.validate_and_register(path, info)
     except engines.DatabaseUnavailable as exc:
         _audit_refusal(request, path, exc.reason)
         return SelectionResult(False, path=path, reason=exc.reason)

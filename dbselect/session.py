@@ -6,13 +6,15 @@ import os
 
 from django.http import HttpRequest
 
-from dbselect.engines.cache import Engine
+from dbselect.engines import Engine
 from dbselect.signals import database_switched
 
 SELECTED_PATH = "selected_db_path"
 SELECTED_NAME = "selected_db_name"
 PREVIOUS_PATH = "previous_db_path"
 PREVIOUS_NAME = "previous_db_name"
+# [path, creation mark] of the file this session first saw at its path (engines.fingerprints).
+FINGERPRINT = "selected_db_fingerprint"
 # path -> {"id": user pk (str), "hash": session auth hash, "username": …}: one sign-in per
 # database this browser session signed in to (users live in each file; see accounts).
 DB_LOGINS = "db_logins"
@@ -51,6 +53,8 @@ def switch(request: HttpRequest, engine: Engine, *, reason: str) -> None:
         session.pop(PREVIOUS_NAME, None)
     session[SELECTED_PATH] = engine.path
     session[SELECTED_NAME] = name
+    # A new selection (even of the same path) accepts the file as it is now.
+    session.pop(FINGERPRINT, None)
     database_switched.send(
         sender=switch,
         request=request,
@@ -59,6 +63,19 @@ def switch(request: HttpRequest, engine: Engine, *, reason: str) -> None:
         display_name=name,
         reason=reason,
     )
+
+
+def seen_fingerprint(request: HttpRequest, path: str) -> str | None:
+    """Return the creation mark of the database this session first saw at `path`, if any."""
+    seen = request.session.get(FINGERPRINT)
+    return seen[1] if isinstance(seen, list) and len(seen) == 2 and seen[0] == path else None
+
+
+def remember_fingerprint(request: HttpRequest, engine: Engine) -> None:
+    """Record the creation mark of the engine's file, the first time this session sees it."""
+    mark = engine.fingerprint_mark
+    if mark is not None and seen_fingerprint(request, engine.path) is None:
+        request.session[FINGERPRINT] = [engine.path, mark[1]]
 
 
 def login_for(request: HttpRequest, path: str | None) -> dict[str, str] | None:
@@ -96,7 +113,7 @@ def forget_login(request: HttpRequest, path: str | None) -> None:
 
 def clear(request: HttpRequest) -> None:
     """Forget the session's database (it goes back to the selector)."""
-    for key in (SELECTED_PATH, SELECTED_NAME, PREVIOUS_PATH, PREVIOUS_NAME):
+    for key in (SELECTED_PATH, SELECTED_NAME, PREVIOUS_PATH, PREVIOUS_NAME, FINGERPRINT):
         request.session.pop(key, None)
     database_switched.send(
         sender=clear, request=request, path=None, alias=None, display_name=None, reason="cleared"

@@ -18,7 +18,7 @@ from dbselect.conf import get_config
 from dbselect.files.browse import list_folder
 from dbselect.files.paths import PathRejected, bounded, check_allowed
 from dbselect.files.schema import SchemaState
-from dbselect.middleware import fallback_banner
+from dbselect.recovery import fallback_banner
 
 
 def _safe_next(request: HttpRequest) -> str:

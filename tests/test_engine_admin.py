@@ -7,7 +7,7 @@ from django.test import Client
 
 from audit.models import AuditEntry
 from dbselect import engines, state
-from dbselect.engines import store as engine_store
+from dbselect.engines import workers as engine_store
 from dbselect.engines.session_counts import count_sessions
 from tests.helpers import messages_of, select, sign_in
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from dbselect.engines import store as engine_store
+from dbselect.engines import workers as engine_store
 from tests.helpers import select, sign_in
 from tests.live import GunicornServer
 from tests.test_browser_selector import CHROMIUM, CHROMIUM_ARGS

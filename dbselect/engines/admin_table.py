@@ -20,7 +20,7 @@ from dbselect import engines, state
 from dbselect.conf import setting
 from dbselect.engines import workers as engine_worker
 from dbselect.engines.session_counts import SessionCounts, count_sessions
-from dbselect.engines.store import WorkerReport, get_store
+from dbselect.engines.workers import WorkerReport, get_store
 from dbselect.session import display_name_for
 
 

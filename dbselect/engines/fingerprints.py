@@ -8,28 +8,19 @@ database was created, never changed afterwards) tells two independently created 
 apart, while a restored snapshot of the *same* database keeps it, so restores are not flagged.
 
 The fingerprint is read (read-only, well under a millisecond) only when the file changed since
-it was last read in this process, and compared with the one the session saw first.
+it was last read in this process; the engine keeps it with the identity it was read at.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
+from typing import TYPE_CHECKING
 
-from django.dispatch import receiver
-from django.http import HttpRequest
-
-from dbselect.engines.cache import Engine
 from dbselect.files.paths import PathRejected, bounded
-from dbselect.files.validation import FileIdentity, ValidationFailed, open_readonly, read_header
-from dbselect.signals import database_switched
+from dbselect.files.validation import ValidationFailed, open_readonly, read_header
 
-SESSION_KEY = "selected_db_fingerprint"
-REPLACED = "The database file was overwritten by a different database."
-
-_lock = threading.Lock()
-# path -> (identity of the file when read, its fingerprint)
-_cache: dict[str, tuple[FileIdentity | None, str | None]] = {}
+if TYPE_CHECKING:
+    from dbselect.engines.cache import Engine
 
 
 def read_fingerprint(path: str) -> str | None:
@@ -53,32 +44,14 @@ def read_fingerprint(path: str) -> str | None:
         return None
 
 
-def current_fingerprint(engine: Engine) -> str | None:
+def current(engine: Engine) -> str | None:
     """Return the fingerprint of the engine's file, re-read only when the file changed."""
     identity = engine.identity
-    cached = _cache.get(engine.path)
-    if cached is not None and identity is not None and cached[0] == identity:
-        return cached[1]
+    known = engine.fingerprint_mark
+    if known is not None and identity is not None and known[0] == identity:
+        return known[1]
     fingerprint = read_fingerprint(engine.path)
     if fingerprint is not None:
-        with _lock:
-            _cache[engine.path] = (identity, fingerprint)
+        # One attribute, so a concurrent reader never pairs an identity with another's mark.
+        engine.fingerprint_mark = (identity, fingerprint)
     return fingerprint
-
-
-def replaced(request: HttpRequest, engine: Engine) -> bool:
-    """Return True when the session's database is no longer the one it selected."""
-    fingerprint = current_fingerprint(engine)
-    if fingerprint is None:
-        return False
-    seen = request.session.get(SESSION_KEY)
-    if not seen or seen[0] != engine.path:
-        request.session[SESSION_KEY] = [engine.path, fingerprint]
-        return False
-    return seen[1] != fingerprint
-
-
-@receiver(database_switched)
-def _forget_on_switch(sender: object, request: HttpRequest, **kwargs: object) -> None:
-    """A new selection (even of the same path) accepts the file as it is now."""
-    request.session.pop(SESSION_KEY, None)
