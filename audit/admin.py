@@ -10,10 +10,11 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ("username", "target", "detail")
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
 
-    # Every NukeWorks admin (is_staff of the current database) may read the log, without a
-    # model permission to grant first; nobody may add, change or delete an entry.
+    # Every NukeWorks admin of the current database (accounts.User.is_admin, the one
+    # definition) may read the log, without a model permission to grant first; nobody may
+    # add, change or delete an entry.
     def has_view_permission(self, request, obj=None):
-        return bool(request.user.is_active and request.user.is_staff)
+        return bool(getattr(request.user, "is_admin", False))
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from django.db import DatabaseError
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, router
 from django.http import HttpRequest
 
 logger = logging.getLogger("nukeworks.audit")
@@ -36,7 +36,6 @@ def record(
     logged instead.
     """
     from audit.models import AuditEntry
-    from dbselect import state
 
     if user is None and request is not None:
         candidate = getattr(request, "user", None)
@@ -53,7 +52,9 @@ def record(
         "database": using or "",
     }
     logger.info("audit %s", json.dumps(line, sort_keys=True))
-    if using is None and state.get_active_alias() is None:
+    # The routers (dbselect's) name the request's database; `default` means there is none.
+    # Asked through Django's router, so audit depends on no app that records entries.
+    if using is None and router.db_for_write(AuditEntry) == DEFAULT_DB_ALIAS:
         return
     user_in_db = user if user is not None and getattr(user, "_state", None) is not None else None
     if user_in_db is not None and using and user_in_db._state.db != using:

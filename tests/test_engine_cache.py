@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, OperationalError, close_old_connections, connections
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.test import Client
 
 from dbselect import engines, state
@@ -41,38 +39,6 @@ def test_registered_alias_answers_queries(make_database):
     alias = engines.register(path).alias
     with state.override(alias):
         assert list(Company.objects.values_list("name", flat=True)) == ["Acme"]
-
-
-def test_concurrent_registration_and_close_old_connections_raise_nothing(make_database):
-    paths = [str(make_database(name=None)) for _ in range(4)]
-    errors: list[BaseException] = []
-    stop = time.monotonic() + 2.0
-    counter = iter(range(10**9))
-
-    def registrar() -> None:
-        try:
-            while time.monotonic() < stop:
-                engines.register(f"/nonexistent/hammer/{next(counter)}.sqlite")
-        except BaseException as exc:
-            errors.append(exc)
-
-    def closer() -> None:
-        try:
-            while time.monotonic() < stop:
-                for path in paths:
-                    connections[engines.register(path).alias].ensure_connection()
-                close_old_connections()
-                connections.close_all()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=registrar) for _ in range(4)]
-    threads += [threading.Thread(target=closer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
 
 
 def test_a_vanished_file_is_never_recreated_by_a_query(make_database):

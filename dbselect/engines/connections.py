@@ -306,8 +306,8 @@ def install_receivers() -> int:
     checked in the same thread at the same time. Django's `close_old_connections` and
     `reset_queries` are disconnected (public Signal API) because they cost O(registered
     aliases) per call (module docstring); ours do the same work over this thread's own
-    connections. Return how many of Django's receivers were disconnected (3; the test
-    tests/test_engine_connections.py fails loudly if a Django upgrade renames them).
+    connections. Return how many of Django's receivers were disconnected (3 at start-up;
+    tests/test_django_contract.py fails loudly if a Django upgrade renames them).
     """
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections, reset_queries
@@ -326,4 +326,10 @@ def install_receivers() -> int:
     request_started.connect(close_old_connections_here, dispatch_uid="nw-close-old")
     request_finished.connect(close_old_connections_here, dispatch_uid="nw-close-old")
     request_finished.connect(on_request_finished, dispatch_uid="nw-tracking-finished")
+    global django_receivers_removed
+    django_receivers_removed += removed
     return removed
+
+
+# How many of Django's per-alias receivers install_receivers() disconnected in this process.
+django_receivers_removed = 0
