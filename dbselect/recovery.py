@@ -294,6 +294,11 @@ def busy_page(request: HttpRequest, fault: Fault) -> HttpResponse:
     return response
 
 
+def maintenance_detail() -> str:
+    """Return the sentence that explains a database closed for a restore or migration."""
+    return _describe(FaultKind.MAINTENANCE, "")
+
+
 def maintenance_page(request: HttpRequest) -> HttpResponse:
     """Return the 503 page for a request that waited too long for a restore or migration."""
-    return busy_page(request, Fault(FaultKind.MAINTENANCE, _describe(FaultKind.MAINTENANCE, "")))
+    return busy_page(request, Fault(FaultKind.MAINTENANCE, maintenance_detail()))
