@@ -12,7 +12,6 @@ one a request sees: in production the machine's only for operators, everybody el
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from dbselect.conf import get_config
+from dbselect.files.locks import flocked
 from dbselect.signals import database_switched
 
 logger = logging.getLogger("nukeworks.dbselect")
@@ -94,12 +94,8 @@ def load() -> dict[str, Any]:
 def _locked() -> Iterator[None]:
     path = cache_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with flocked(str(path) + ".lock", exclusive=True, timeout=None):
+        yield
 
 
 def _write(state: dict[str, Any]) -> None:

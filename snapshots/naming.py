@@ -14,13 +14,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dbselect.conf import get_config
+from dbselect.layout import MAX_LABEL, is_snapshot_name
+from dbselect.layout import SNAPSHOT_NAME_PATTERN as NAME_PATTERN
+from dbselect.layout import SNAPSHOT_SUFFIX as SUFFIX
 
-SUFFIX = ".sqlite"
-MAX_LABEL = 40
+__all__ = [
+    "MAX_LABEL",
+    "NAME_PATTERN",
+    "SUFFIX",
+    "is_snapshot_name",
+    "label_for",
+    "new_name",
+    "time_of",
+]
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-NAME_PATTERN = re.compile(
-    r"^(?P<label>[A-Za-z0-9_-]{1,40})-(?P<stamp>\d{8}-\d{6})-(?P<id>[0-9a-f]{8})\.sqlite$"
-)
 
 
 def label_for(database: str | Path) -> str:
@@ -39,12 +47,6 @@ def new_name(label: str, when: datetime | None = None) -> str:
     """Return a fresh snapshot file name for `label` taken at `when` (now by default)."""
     when = (when or datetime.now(UTC)).astimezone(UTC)
     return f"{label}-{when:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}{SUFFIX}"
-
-
-def is_snapshot_name(name: str, label: str | None = None) -> bool:
-    """Return True if `name` is a well-formed snapshot file name (of `label`, if given)."""
-    match = NAME_PATTERN.match(name)
-    return bool(match) and (label is None or match["label"] == label)
 
 
 def time_of(name: str) -> datetime | None:

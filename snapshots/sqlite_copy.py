@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbselect.files.paths import is_network_path
+from dbselect.files.paths import is_network_path, sqlite_uri
 
 Progress = Callable[[int, int], None]
 
@@ -55,11 +55,7 @@ class CopyResult:
 
 
 def _readonly_uri(path: str | Path) -> str:
-    from urllib.parse import quote
-
-    # "file://" + an empty authority + an absolute path: a UNC path ("//server/share/…")
-    # must not be read as a URI authority, which SQLite rejects.
-    return f"file://{quote(os.path.abspath(path), safe='/')}?mode=ro"
+    return sqlite_uri(os.path.abspath(path), "ro")
 
 
 def check_integrity(path: str | Path, *, quick: bool = True) -> str | None:

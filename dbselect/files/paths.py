@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import urllib.parse
 from collections.abc import Callable
 from functools import cache
 from typing import TypeVar
@@ -127,6 +128,26 @@ def is_network_path(path: str, mounts: tuple[str, ...] | None = None) -> bool:
         if path == mount or path.startswith(mount.rstrip("/") + "/"):
             return True
     return False
+
+
+SQLITE_URI_MODES = frozenset({"ro", "rw", "rwc", "memory"})
+
+
+def sqlite_uri(path: str | os.PathLike[str], mode: str, *, immutable: bool = False) -> str:
+    """Return the SQLite URI that opens the file at the absolute `path` in `mode` ("ro", "rw"…).
+
+    "file://" + an empty authority + the path, every special character escaped: a path that
+    starts with "//" (UNC-style) must not be read as "file://server/…", which SQLite rejects
+    ("invalid uri authority"), and "?", "#" or "%" in a name must not end or alter the path.
+    `immutable` adds immutable=1 (reads create no -wal/-shm; only for files nobody writes).
+    """
+    text = os.fspath(path)
+    if not os.path.isabs(text):
+        raise ValueError(f"sqlite_uri needs an absolute path, not {text!r}")
+    if mode not in SQLITE_URI_MODES:
+        raise ValueError(f"unknown SQLite open mode {mode!r}")
+    query = f"mode={mode}&immutable=1" if immutable else f"mode={mode}"
+    return f"file://{urllib.parse.quote(text, safe='/')}?{query}"
 
 
 def bounded(fn: Callable[[], T], timeout: float | None = None) -> T:

@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dbselect import engines, state
 from dbselect.conf import get_config
+from dbselect.layout import snapshot_dir_for
 from dbselect.models import SystemSetting
-from dbselect.scanner import snapshot_dir_for
 
 
 class Command(BaseCommand):
