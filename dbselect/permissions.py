@@ -1,11 +1,16 @@
-"""Server-wide operators, as opposed to the admins of one database.
+"""Who may do what: the admins of one database, and server-wide operators.
 
-Users live inside each database file, so being an admin of a file says nothing about the
-server: anyone can make a file in which they are admin. Powers that reach the whole server
-(the engines page and dispose, other sessions' paths, later the catalog and creating or
-archiving databases) need an *operator*:
+**Admin** has one definition, the user model's own `is_admin` (accounts.models.User: active,
+and staff or superuser), asked of the user signed in to the database the session works on
+(users live in each file). `is_admin()` and `admin_required` are the only places that ask it;
+the admins of a database act on that database (snapshots, migrations, protection).
 
-    an admin (active, staff or superuser) of one of DBSELECT["OPERATOR_DATABASES"]
+**Operators.** Being an admin of a file says nothing about the server: anyone can make a file
+in which they are admin. Powers that reach the whole server (the engines page and dispose,
+other sessions' paths, migrating a file, later the catalog and creating or archiving
+databases) need an *operator*:
+
+    an admin (is_admin, as above) of one of DBSELECT["OPERATOR_DATABASES"]
     (default: databases/default/nukeworks.sqlite), signed in to it in this browser session.
 
 The sign-in is the one the session keeps for that database (dbselect.session.login_for),
@@ -26,6 +31,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 
+from audit import log as audit_log
 from dbselect import engines, session
 from dbselect.conf import get_config
 from dbselect.files.paths import real_path
@@ -35,6 +41,7 @@ DENIED = (
     "databases ({names})."
 )
 _CACHE_ATTR = "nukeworks_is_operator"
+ADMIN_DENIED = "Only an administrator of this database can do this."
 
 
 def operator_databases() -> list[str]:
@@ -62,6 +69,15 @@ def may_be_operator(request: HttpRequest) -> bool:
     return any(path in logins for path in operator_databases())
 
 
+def is_admin(user: Any) -> bool:
+    """Return True for a signed-in administrator (the user model's `is_admin`, see above)."""
+    return bool(
+        user is not None
+        and getattr(user, "is_authenticated", False)
+        and getattr(user, "is_admin", False)
+    )
+
+
 def _is_admin_there(path: str, login: dict[str, str]) -> bool:
     if not Path(path).is_file():
         return False
@@ -71,9 +87,7 @@ def _is_admin_there(path: str, login: dict[str, str]) -> bool:
     except (DatabaseError, ValueError, KeyError):
         return False
     return bool(
-        user is not None
-        and user.is_active
-        and (user.is_staff or user.is_superuser)
+        is_admin(user)
         and constant_time_compare(user.get_session_auth_hash(), login.get("hash", ""))
     )
 
@@ -102,3 +116,39 @@ def operator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def admin_required(
+    view: Callable[..., HttpResponse] | None = None,
+    *,
+    audit_action: str | None = None,
+    message: str = ADMIN_DENIED,
+) -> Any:
+    """Answer 403 to anyone but an admin of the session's database (never a login redirect).
+
+    A refused POST is audited as `audit_action` (when given) in the session's database.
+    Use bare (`@admin_required`) or with arguments
+    (`@admin_required(audit_action="snapshot.denied", message=...)`).
+    """
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not is_admin(getattr(request, "user", None)):
+                if audit_action and request.method == "POST":
+                    audit_log.record(
+                        audit_action,
+                        target=request.path,
+                        outcome="denied",
+                        detail=f"{request.method} {request.path}",
+                        request=request,
+                    )
+                raise PermissionDenied(message)
+            if not session.selected_path(request):
+                # The selection middleware sends such sessions to /select-db before this runs.
+                raise PermissionDenied("No database is selected.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate if view is None else decorate(view)

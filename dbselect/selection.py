@@ -10,7 +10,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 
 from audit import log as audit_log
-from dbselect import engines, selector_cache, session
+from dbselect import engines, permissions, selector_cache, session
 from dbselect.engines import gate
 from dbselect.files.paths import (
     PathRejected,
@@ -128,12 +128,8 @@ def may_rename(request: HttpRequest, path: str) -> bool:
     `request.user` only while the session works on it (users live in each file; an admin of
     another file, or a same-named user there, is nobody here).
     """
-    user = getattr(request, "user", None)
-    return bool(
-        session.selected_path(request) == path
-        and user is not None
-        and user.is_authenticated
-        and getattr(user, "is_admin", False)
+    return session.selected_path(request) == path and permissions.is_admin(
+        getattr(request, "user", None)
     )
 
 

@@ -14,11 +14,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.binding import AUTH_DB_PATH, rebind
 from audit import log as audit_log
 from dbselect import engines, session
+from dbselect.permissions import admin_required
 from snapshots import retention, service
 from snapshots.forms import CreateSnapshotForm, RetentionForm
-from snapshots.permissions import admin_required
 
 logger = logging.getLogger("nukeworks.snapshots")
+
+DENIED = "Only administrators of this database can manage its snapshots."
+# Every snapshot page: the admins of the session's database only (403 otherwise, never a
+# redirect to a login form), each refused POST audited.
+snapshot_admin = admin_required(audit_action="snapshot.denied", message=DENIED)
 
 # Ignored entries of the snapshots folder named on the page; the rest are only counted (a
 # folder someone filled with junk must not make the page huge).
@@ -27,7 +32,7 @@ MAX_IGNORED_SHOWN = 50
 
 def _database(request: HttpRequest) -> str:
     path = session.selected_path(request)
-    assert path is not None  # admin_required refuses sessions without a database
+    assert path is not None  # snapshot_admin refuses sessions without a database
     return path
 
 
@@ -47,7 +52,7 @@ def _snapshot_or_404(database: str, name: str) -> service.Snapshot:
 
 
 @require_GET
-@admin_required
+@snapshot_admin
 def snapshot_list(request: HttpRequest) -> HttpResponse:
     """List the selected database's snapshots with the create and retention forms."""
     database = _database(request)
@@ -85,7 +90,7 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@admin_required
+@snapshot_admin
 def snapshot_create(request: HttpRequest) -> HttpResponse:
     """Take a snapshot of the selected database now."""
     form = CreateSnapshotForm(request.POST)
@@ -107,7 +112,7 @@ def snapshot_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@admin_required
+@snapshot_admin
 def snapshot_download(request: HttpRequest, name: str) -> FileResponse:
     """Send a snapshot file as a download.
 
@@ -131,7 +136,7 @@ def snapshot_download(request: HttpRequest, name: str) -> FileResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@snapshot_admin
 def snapshot_delete(request: HttpRequest, name: str) -> HttpResponse:
     """Ask for confirmation (GET), then delete one snapshot (POST)."""
     database = _database(request)
@@ -154,7 +159,7 @@ def snapshot_delete(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@snapshot_admin
 def snapshot_restore(request: HttpRequest, name: str) -> HttpResponse:
     """Ask for confirmation (GET), then restore the database to a snapshot (POST)."""
     database = _database(request)
@@ -203,7 +208,7 @@ def _after_restore(request: HttpRequest, database: str) -> HttpResponse:
 
 
 @require_POST
-@admin_required
+@snapshot_admin
 def retention_settings(request: HttpRequest) -> HttpResponse:
     """Save the database's retention policy (it is applied only by "Apply retention now")."""
     form = RetentionForm(request.POST)
@@ -230,7 +235,7 @@ def retention_settings(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@admin_required
+@snapshot_admin
 def snapshot_prune(request: HttpRequest) -> HttpResponse:
     """Show what the retention policy would delete (GET), then delete it (POST)."""
     database = _database(request)

@@ -23,6 +23,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from dbselect import permissions
 from dbselect.models import SystemSetting
 
 PROTECTED_KEY = "protected"
@@ -118,10 +119,9 @@ class WriteGuard:
 
     def grant_expiry(self) -> float | None:
         """Return when the user's maintenance grant ends, if they are an admin holding one."""
-        user = self.user
-        if not (getattr(user, "is_authenticated", False) and getattr(user, "is_admin", False)):
+        if not permissions.is_admin(self.user):
             return None
-        return grant_expiry(self.alias, user.pk)
+        return grant_expiry(self.alias, self.user.pk)
 
     def allowed(self) -> bool:
         """Return whether this request may write (decided once, at its first write)."""

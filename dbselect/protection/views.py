@@ -13,23 +13,25 @@ from django.views.decorators.http import require_http_methods
 
 from audit import log as audit_log
 from dbselect import protection, session, state
+from dbselect.permissions import admin_required
 
 # The maintenance grant this session switched on, for the banner: {"path", "until"}.
 BANNER_KEY = "maintenance_banner"
+DENIED = "Only an administrator of this database can change its protection."
 
 
-def _admin_alias(request: HttpRequest) -> str:
-    user = getattr(request, "user", None)
+def _alias(request: HttpRequest) -> str:
     alias = state.get_active_alias()
-    if alias is None or not getattr(user, "is_admin", False):
-        raise PermissionDenied("Only an administrator of this database can change its protection.")
+    if alias is None:
+        raise PermissionDenied(DENIED)
     return alias
 
 
 @require_http_methods(["GET", "POST"])
+@admin_required(audit_action="protection.change_denied", message=DENIED)
 def protection_page(request: HttpRequest) -> HttpResponse:
     """Show whether the database is protected; POST: protect, unprotect, start/end maintenance."""
-    alias = _admin_alias(request)
+    alias = _alias(request)
     user = request.user
     if request.method == "POST":
         action = request.POST.get("action", "")
