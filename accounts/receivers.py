@@ -9,7 +9,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts import ratelimit
-from accounts.binding import drop_login, rebind, remember_binding
+from accounts.binding import AUTH_DB_PATH, drop_login, rebind, remember_binding
 from audit import log as audit_log
 from dbselect import session as db_session
 from dbselect import state
@@ -31,6 +31,10 @@ def on_database_switched(
         # No database any more: a login without its database means nothing.
         drop_login(request)
         return
+    if reason == "restored":
+        # The file's content was replaced by a snapshot: its users are the snapshot's now, so
+        # the sign-in is verified afresh (not as a password change made in this session).
+        request.session.pop(AUTH_DB_PATH, None)
     if not rebind(request, path, alias, display_name):
         return
     if reason == "selected":

@@ -66,8 +66,3 @@ def scan(root: Path | None = None) -> list[ScannedDatabase]:
             )
         )
     return results
-
-
-def snapshot_dir_for(path: str) -> Path:
-    """Return the snapshots/ folder that belongs beside a database file."""
-    return Path(path).parent / "snapshots"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
@@ -25,8 +24,8 @@ from dbselect.files.validation import (
     inspect_database,
     refusal_reason,
 )
+from dbselect.layout import is_snapshot_path
 from dbselect.models import SystemSetting
-from dbselect.scanner import snapshot_dir_for
 
 logger = logging.getLogger("nukeworks.dbselect")
 
@@ -53,7 +52,7 @@ def check_path(raw: object) -> tuple[str, DatabaseInfo]:
         path = bounded(lambda: real_path(typed))
     except PathRejected as exc:
         raise ValidationFailed(str(exc)) from None
-    if _is_snapshot(path):
+    if is_snapshot_path(path):
         raise ValidationFailed(SNAPSHOT_REFUSED)
     return path, inspect_database(path)
 
@@ -63,14 +62,6 @@ SNAPSHOT_REFUSED = (
     "change would make them unrestorable; restore it from the Snapshots page of its database, "
     "or copy it elsewhere to open the copy."
 )
-
-
-def _is_snapshot(path: str) -> bool:
-    """Return True for a file named like a snapshot in a `snapshots/` folder (scanner's)."""
-    from snapshots.naming import is_snapshot_name
-
-    folder, name = os.path.split(path)
-    return os.path.basename(folder) == snapshot_dir_for(folder).name and is_snapshot_name(name)
 
 
 def select(request: HttpRequest, raw_path: object, display_name: str = "") -> SelectionResult:

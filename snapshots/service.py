@@ -1,7 +1,7 @@
 """The snapshot service: create, list, delete, restore and prune snapshots of one database.
 
 Every function takes the database's absolute path; its snapshots live in the sibling
-`snapshots/` folder (scanner.snapshot_dir_for), and its audit entries and retention settings
+`snapshots/` folder (dbselect.layout.snapshot_dir_for), and its audit entries and retention settings
 in the database itself. Views and the `snapshot` command are thin layers over this module.
 """
 
@@ -28,9 +28,10 @@ from audit import log as audit_log
 from audit.models import AuditEntry
 from dbselect import engines
 from dbselect.engines import gate
+from dbselect.files.paths import sqlite_uri
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import ValidationFailed, inspect_database
-from dbselect.scanner import snapshot_dir_for
+from dbselect.layout import snapshot_dir_for
 from snapshots import folder as folder_content
 from snapshots import metadata, naming, retention
 from snapshots.errors import SnapshotBusy, SnapshotError, SnapshotIgnored, SnapshotNotFound
@@ -413,7 +414,7 @@ def _verify_restorable(snapshot: Snapshot, fd: int, *, allow_old_schema: bool) -
 def _latest_audit_time(snapshot: Path) -> datetime | None:
     """Return when the snapshot's newest audit entry was written (None if it has none)."""
     table = AuditEntry._meta.db_table
-    uri = f"{snapshot.resolve().as_uri()}?mode=ro"
+    uri = sqlite_uri(snapshot.resolve(), "ro")
     try:
         conn = sqlite3.connect(uri, uri=True)
         try:

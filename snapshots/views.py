@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.binding import AUTH_DB_PATH, rebind
 from audit import log as audit_log
 from dbselect import engines, session
 from dbselect.permissions import admin_required
@@ -191,19 +191,19 @@ def snapshot_restore(request: HttpRequest, name: str) -> HttpResponse:
 def _after_restore(request: HttpRequest, database: str) -> HttpResponse:
     """Refresh the session after its database's content changed under it.
 
-    The restored file has its own users and display name: the login is re-bound by username
-    (a user id from before the restore may name someone else now) and the header's name is
-    read again.
+    The restored file has its own users and display name: the session switches to it again
+    (dbselect.session, reason "restored"), which reads the header's name again and makes the
+    listeners re-verify the sign-in against the restored file (accounts: a user id from before
+    the restore may name someone else now).
     """
     try:
-        engine, info = engines.validate_and_register(database)
+        engine, _ = engines.validate_and_register(database)
     except engines.DatabaseUnavailable as exc:
         messages.error(request, f"The restored database cannot be opened: {exc.reason}")
         return HttpResponseRedirect(reverse("dbselect:select"))
-    request.session[session.SELECTED_NAME] = session.display_name_for(database, info.display_name)
-    request.session.pop(AUTH_DB_PATH, None)
-    if not rebind(request, database, engine.alias, info.display_name):
-        return HttpResponseRedirect(reverse("accounts:login"))
+    session.switch(request, engine, reason="restored")
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(resolve_url(settings.LOGIN_URL))
     return _to_list()
 
 
