@@ -39,6 +39,17 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PATH_LENGTH": 4096,
     # The file name the scanner looks for in each label folder.
     "DATABASE_FILENAME": "nukeworks.sqlite",
+    # -- the project around the selector (dbselect names none of its apps, models or URLs)
+    # Where a session lands after selecting a database (a URL name or path, resolve_url).
+    "HOME_URL": "/",
+    # The view applying migrations after approval (URL name or path); None: no approve form.
+    "MIGRATE_URL": None,
+    # Apps whose migrations mark a file as one of this project's databases.
+    "SCHEMA_APPS": ["dbselect"],
+    # A table that is empty in a database nobody has used yet (None: no "empty" warning),
+    # and the warning shown when it is.
+    "EMPTY_MARKER_TABLE": None,
+    "EMPTY_MARKER_MESSAGE": "This database holds no data yet: is it the one you meant?",
     # -- the engine cache
     # Folder of the store every worker process shares (engine tables, dispose requests).
     "ENGINE_STORE_DIR": None,

@@ -147,6 +147,13 @@ DBSELECT = {
     "ENGINE_STORE_DIR": INSTANCE_DIR / "engines",
     "ENGINE_IDLE_SECONDS": env.float("DBSELECT_ENGINE_IDLE_SECONDS", default=300),
     "MAX_CONNECTIONS_PER_THREAD": env.int("DBSELECT_MAX_CONNECTIONS_PER_THREAD", default=8),
+    # What the selector knows of this project: where a session lands, which view applies
+    # migrations, which apps' migrations make a NukeWorks database, and its "empty" marker.
+    "HOME_URL": "companies:home",
+    "MIGRATE_URL": "migrating:apply",
+    "SCHEMA_APPS": ["accounts", "dbselect", "companies"],
+    "EMPTY_MARKER_TABLE": "companies_company",
+    "EMPTY_MARKER_MESSAGE": "This database holds no companies yet: is it the one you meant?",
 }
 
 AUTH_USER_MODEL = "accounts.User"

@@ -8,6 +8,7 @@ plan costs a set difference, never a rebuild of the graph from disk.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -15,10 +16,22 @@ from typing import Any
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-# Apps whose migrations mark a file as a NukeWorks database.
-NUKEWORKS_APPS = frozenset({"accounts", "dbselect", "companies"})
+from dbselect.conf import get_config
 
 Migration = tuple[str, str]
+
+
+def schema_apps() -> frozenset[str]:
+    """Return the apps whose migrations mark a file as one of this project's databases.
+
+    DBSELECT["SCHEMA_APPS"]; by default dbselect's own (every database it manages has them).
+    """
+    return frozenset(get_config()["SCHEMA_APPS"])
+
+
+def migration_names(migrations: Iterable[Migration]) -> str:
+    """Return migrations as the text shown to people: "app.name, app.name"."""
+    return ", ".join(f"{app}.{name}" for app, name in migrations)
 
 
 class SchemaState(enum.StrEnum):
@@ -79,7 +92,8 @@ def code_migrations() -> CodeMigrations:
 def compare(applied: set[Migration]) -> SchemaComparison:
     """Compare the migrations applied in a file with the code's."""
     code = code_migrations()
-    if not any(app in NUKEWORKS_APPS for app, _ in applied):
+    apps = schema_apps()
+    if not any(app in apps for app, _ in applied):
         return SchemaComparison(SchemaState.NOT_NUKEWORKS)
     unknown = tuple(sorted(m for m in applied if m[0] in code.apps and m not in code.nodes))
     if unknown:

@@ -13,18 +13,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 
+from dbselect.conf import get_config
 from dbselect.engines import live_files
-from dbselect.files.paths import PathRejected, bounded
-from dbselect.files.schema import Migration, SchemaState, compare
+from dbselect.files.paths import PathRejected, bounded, sqlite_uri
+from dbselect.files.schema import Migration, SchemaState, compare, migration_names
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_SIZE = 100
 DISPLAY_NAME_KEY = "db_display_name"
 SETTINGS_TABLE = "system_settings"
-COMPANY_TABLE = "companies_company"
 # Seconds the SQLite part of validation may run before it is interrupted.
 VALIDATION_TIME_LIMIT = 2.0
 
@@ -160,10 +159,7 @@ def read_header(path: str) -> tuple[SqliteHeader | None, FileIdentity]:
 
 def readonly_uri(path: str, *, immutable: bool = False) -> str:
     """Return a read-only SQLite URI for `path`, with every special character escaped."""
-    query = "mode=ro&immutable=1" if immutable else "mode=ro"
-    # "file://" + an empty authority: a path starting with "//" (UNC) must not be read as
-    # "file://server/…", which SQLite rejects ("invalid uri authority").
-    return f"file://{urllib.parse.quote(path, safe='/')}?{query}"
+    return sqlite_uri(path, "ro", immutable=immutable)
 
 
 def needs_immutable(path: str, header: SqliteHeader | None) -> bool:
@@ -320,11 +316,9 @@ def _inspect_open(
         ).fetchone()
         if row and isinstance(row[0], str) and row[0].strip():
             display_name = row[0].strip()
-    is_empty = COMPANY_TABLE not in tables or (
-        conn.execute(f'SELECT 1 FROM "{COMPANY_TABLE}" LIMIT 1').fetchone() is None
-    )
+    is_empty = _is_empty(conn, tables)
     warnings = (
-        ("This database holds no companies yet: is it the one you meant?",)
+        (str(get_config()["EMPTY_MARKER_MESSAGE"]),)
         if (is_empty and comparison.state is not SchemaState.NOT_NUKEWORKS)
         else ()
     )
@@ -339,6 +333,21 @@ def _inspect_open(
         unknown=comparison.unknown,
         warnings=warnings,
     )
+
+
+def _is_empty(conn: sqlite3.Connection, tables: set[str]) -> bool:
+    """Return True when the file holds no row of DBSELECT["EMPTY_MARKER_TABLE"] (if one is set).
+
+    The marker is the project's main table (NukeWorks: its companies): a database without a
+    row in it is likely not the one the user meant, and the selector says so.
+    """
+    table = get_config()["EMPTY_MARKER_TABLE"]
+    if not table:
+        return False
+    if table not in tables:
+        return True
+    quoted = table.replace('"', '""')
+    return conn.execute(f'SELECT 1 FROM "{quoted}" LIMIT 1').fetchone() is None
 
 
 def _refuse_untrusted_schema(conn: sqlite3.Connection) -> None:
@@ -372,12 +381,12 @@ def refusal_reason(info: DatabaseInfo) -> str | None:
             "This is a SQLite database, but not a NukeWorks one (it has no NukeWorks migrations)."
         )
     if info.state is SchemaState.NEWER:
-        names = ", ".join(f"{app}.{name}" for app, name in info.unknown)
+        names = migration_names(info.unknown)
         return (
             "This database was created by a newer version of NukeWorks "
             f"(unknown migrations: {names}). Upgrade NukeWorks to open it."
         )
     if info.state is SchemaState.NEEDS_MIGRATION:
-        names = ", ".join(f"{app}.{name}" for app, name in info.pending)
+        names = migration_names(info.pending)
         return f"This database needs migration before it can be used: {names}."
     return None
