@@ -8,6 +8,5 @@ app_name = "dbselect"
 urlpatterns = [
     path("select-db", views.select_database, name="select"),
     path("select-db/browse", views.browse, name="browse"),
-    path("select-db/migrate", views.apply_migrations, name="migrate"),
     path("database/protection", protection_views.protection_page, name="protection"),
 ]

@@ -1,27 +1,45 @@
-"""The selector pages: GET/POST /select-db and the browse endpoint."""
+"""The selector pages: GET/POST /select-db and the browse endpoint.
+
+Other apps that answer from the selector page (the migrating app's apply view) render it
+through `render_selector` and `refused`, and ask `may_migrate`, `safe_next` and `home_url`;
+dbselect itself names none of them: the approve form posts to DBSELECT["MIGRATE_URL"].
+"""
 
 from __future__ import annotations
 
 import os
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import render
-from django.urls import reverse
+from django.shortcuts import render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
-from audit import log as audit_log
-from dbselect import migrating, permissions, scanner, selection, selector_cache, session
+from dbselect import permissions, scanner, selection, selector_cache, session
 from dbselect.conf import get_config
 from dbselect.files.browse import list_folder
 from dbselect.files.paths import PathRejected, bounded, check_allowed
-from dbselect.files.schema import SchemaState
+from dbselect.files.schema import SchemaState, migration_names
 from dbselect.recovery import fallback_banner
 
+TEMPLATE = "dbselect/select.html"
 
-def _safe_next(request: HttpRequest) -> str:
+
+def home_url() -> str:
+    """Return where a session lands after selecting a database (DBSELECT["HOME_URL"])."""
+    return resolve_url(get_config()["HOME_URL"])
+
+
+def migrate_url() -> str | None:
+    """Return where the approve form posts (DBSELECT["MIGRATE_URL"]), None when nowhere."""
+    target = get_config()["MIGRATE_URL"]
+    return resolve_url(target) if target else None
+
+
+def safe_next(request: HttpRequest) -> str:
+    """Return the request's ?next= / next field when it stays on this site, else ""."""
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -80,7 +98,7 @@ def _selector_context(request: HttpRequest, **extra: object) -> dict:
         "current_path": current,
         "checked_path": request.POST.get("choice") or current or last_used,
         "browse_start": _browse_start(cache),
-        "next": _safe_next(request),
+        "next": safe_next(request),
         **extra,
     }
 
@@ -89,7 +107,7 @@ def _selector_context(request: HttpRequest, **extra: object) -> dict:
 def select_database(request: HttpRequest) -> HttpResponse:
     """Show the selector (GET) or switch the session to the chosen database (POST)."""
     if request.method == "GET":
-        return render(request, "dbselect/select.html", _selector_context(request))
+        return render_selector(request)
     typed = request.POST.get("path", "")
     raw = typed if typed.strip() else request.POST.get("choice", "")
     result = selection.select(request, raw, display_name=request.POST.get("display_name", ""))
@@ -97,16 +115,16 @@ def select_database(request: HttpRequest) -> HttpResponse:
         for warning in result.warnings:
             messages.warning(request, warning)
         messages.success(request, f"Now working on {session.selected_name(request)}.")
-        target = _safe_next(request)
+        target = safe_next(request)
         if not request.user.is_authenticated:
-            login = reverse("accounts:login")
+            login = resolve_url(settings.LOGIN_URL)
             if target:
                 login += "?" + urlencode({"next": target})
             return HttpResponseRedirect(login)
-        return HttpResponseRedirect(target or reverse("companies:home"))
+        return HttpResponseRedirect(target or home_url())
     if result.info is not None and result.info.state is SchemaState.NEEDS_MIGRATION:
         return _migration_plan(request, result, typed)
-    return _refused(request, result.reason or "", typed_path=typed, refused=result)
+    return refused(request, result.reason or "", typed_path=typed, refused=result)
 
 
 def may_migrate(request: HttpRequest) -> bool:
@@ -118,15 +136,19 @@ def may_migrate(request: HttpRequest) -> bool:
     return permissions.is_operator(request)
 
 
-def _refused(request: HttpRequest, reason: str, status: int = 400, **extra: object) -> HttpResponse:
+def render_selector(request: HttpRequest, *, status: int = 200, **extra: object) -> HttpResponse:
+    """Render the selector page with `extra` added to its context, answering `status`."""
+    return render(request, TEMPLATE, _selector_context(request, **extra), status=status)
+
+
+def refused(request: HttpRequest, reason: str, status: int = 400, **extra: object) -> HttpResponse:
     """Render the selector after a refusal: the session keeps its database, with the banner."""
     current = session.selected_path(request)
     if current:
         messages.error(request, fallback_banner(session.selected_name(request) or current, reason))
     else:
         messages.error(request, f"The database could not be opened. Reason: {reason}")
-    context = _selector_context(request, **extra)
-    return render(request, "dbselect/select.html", context, status=status)
+    return render_selector(request, status=status, **extra)
 
 
 def _migration_plan(
@@ -135,75 +157,26 @@ def _migration_plan(
     """Show admins the pending migrations with an approval form; block everybody else."""
     info = result.info
     assert info is not None
-    names = ", ".join(f"{app}.{name}" for app, name in info.pending)
-    context = _selector_context(
-        request,
-        typed_path=typed,
-        migration=info,
-        migration_display_name=request.POST.get("display_name", ""),
-    )
+    plan = {
+        "typed_path": typed,
+        "migration": info,
+        "migration_display_name": request.POST.get("display_name", ""),
+        "migrate_url": migrate_url(),
+    }
     if may_migrate(request):
         messages.warning(
             request,
             f"This database needs {len(info.pending)} migration(s) before it can be used. "
             "Review the plan and apply it; a snapshot is taken first.",
         )
-        return render(request, "dbselect/select.html", context)
+        return render_selector(request, **plan)
     messages.error(
         request,
-        f"This database needs migration before it can be used ({names}). Only an operator can "
-        "apply migrations: sign in as an administrator of an operator database, then select "
-        "it again.",
+        f"This database needs migration before it can be used ({migration_names(info.pending)}). "
+        "Only an operator can apply migrations: sign in as an administrator of an operator "
+        "database, then select it again.",
     )
-    return render(request, "dbselect/select.html", context, status=403)
-
-
-@require_POST
-def apply_migrations(request: HttpRequest) -> HttpResponse:
-    """Snapshot, migrate and switch to a database after an administrator's approval."""
-    raw = request.POST.get("path", "")
-    if not may_migrate(request):
-        audit_log.record(
-            "database.migrate",
-            target=str(raw)[:1000],
-            outcome="denied",
-            request=request,
-            detail="not an operator",
-        )
-        messages.error(request, "Only an administrator can apply migrations.")
-        return render(request, "dbselect/select.html", _selector_context(request), status=403)
-    try:
-        path, _ = selection.check_path(raw)
-        outcome = migrating.migrate_database(
-            path, author=request.user.get_username(), request=request
-        )
-    except selection.ValidationFailed as exc:
-        return _refused(request, exc.reason)
-    except (migrating.MigrationRefused, migrating.MigrationInProgress) as exc:
-        return _refused(request, str(exc), status=409)
-    except migrating.MigrationFailed as exc:
-        kept = (
-            f" The database was restored from the snapshot {exc.snapshot.name}; nothing was lost."
-            if exc.restored and exc.snapshot
-            else " Restoring the snapshot failed too: the snapshot is kept in the snapshots folder."
-        )
-        # 422: the request was understood and handled, but the migration could not be done.
-        return _refused(request, f"Migration failed: {exc.reason}.{kept}", status=422)
-    if outcome.already_current:
-        messages.info(request, "This database was already brought up to date by someone else.")
-    else:
-        messages.success(
-            request,
-            f"Applied {len(outcome.applied)} migration(s); "
-            f"snapshot taken first: {outcome.snapshot.name if outcome.snapshot else '-'}.",
-        )
-    result = selection.select(request, path, display_name=request.POST.get("display_name", ""))
-    if not result.ok:
-        return _refused(request, result.reason or "")
-    # Warnings of the selection itself, e.g. a rename refused (this admin is not signed in there).
-    for warning in result.warnings:
-        messages.warning(request, warning)
-    return HttpResponseRedirect(_safe_next(request) or reverse("companies:home"))
+    return render_selector(request, status=403, **plan)
 
 
 @require_GET

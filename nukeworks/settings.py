@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "accounts",
     "audit",
     "snapshots",
+    # Migrating a database with a snapshot as the safety net (needs dbselect and snapshots).
+    "migrating",
     "nukeworks.companies",
 ]
 

@@ -16,5 +16,6 @@ urlpatterns = [
     path("admin/login/", AdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("", include("snapshots.urls")),
+    path("", include("migrating.urls")),
     path("", include("nukeworks.companies.urls")),
 ]

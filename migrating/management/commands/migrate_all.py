@@ -9,10 +9,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from dbselect import migrating
 from dbselect.files.paths import PathRejected, normalize_user_path
-from dbselect.files.schema import SchemaState
+from dbselect.files.schema import SchemaState, migration_names
 from dbselect.scanner import database_files
+from migrating import service as migrating
 
 
 class Command(BaseCommand):
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             if info.state is SchemaState.UP_TO_DATE:
                 current.append(path)
                 continue
-            plan = ", ".join(f"{a}.{n}" for a, n in info.pending)
+            plan = migration_names(info.pending)
             if options["dry_run"]:
                 migrated.append((path, f"would apply {plan}"))
                 continue

@@ -1,4 +1,4 @@
-"""Bring one database file up to the code's schema, safely.
+"""Bring one database file up to the code's schema, safely (the view and migrate_all use it).
 
 The order is fixed: take a lock on the file (one migration at a time per file, across threads
 and gunicorn worker processes), re-check its state under the lock (another admin may just have
@@ -11,12 +11,8 @@ safety net.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import io
 import logging
-import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +23,14 @@ from django.db import connections
 from audit import log as audit_log
 from dbselect import engines, state
 from dbselect.engines import gate, query_budget
-from dbselect.files.schema import Migration, SchemaState
+from dbselect.files.locks import LockTimeout, flocked
+from dbselect.files.schema import Migration, SchemaState, migration_names
 from dbselect.files.validation import DatabaseInfo, ValidationFailed, inspect_database
+from snapshots.metadata import Kind
+from snapshots.service import SnapshotError, create_snapshot
+from snapshots.sqlite_copy import CopyFailed, restore_into
 
-logger = logging.getLogger("nukeworks.dbselect")
+logger = logging.getLogger("nukeworks.migrating")
 
 LOCK_SUFFIX = ".migrate.lock"
 
@@ -69,9 +69,6 @@ SnapshotTaker = Callable[[str, str, str], Path]
 
 def _default_snapshot(path: str, author: str, note: str) -> Path:
     """Take the pre-migration snapshot through the snapshots service (listed, audited)."""
-    from snapshots.metadata import Kind
-    from snapshots.service import SnapshotError, create_snapshot
-
     try:
         return create_snapshot(path, note=note, kind=Kind.PRE_MIGRATION, username=author).path
     except SnapshotError as exc:
@@ -83,26 +80,22 @@ def _default_snapshot(path: str, author: str, note: str) -> Path:
 @contextlib.contextmanager
 def file_lock(path: str, timeout: float) -> Iterator[None]:
     """Hold an exclusive lock beside `path` (works across threads and processes)."""
-    lock_path = path + LOCK_SUFFIX
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise MigrationInProgress(
-                        "Another administrator is migrating this database right now; "
-                        "try again in a moment."
-                    ) from None
-                time.sleep(0.05)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(
+                flocked(path + LOCK_SUFFIX, exclusive=True, timeout=timeout, mode=0o600)
+            )
+        except LockTimeout:
+            raise MigrationInProgress(
+                "Another administrator is migrating this database right now; try again in a moment."
+            ) from None
+        except OSError as exc:
+            # A link or a FIFO planted under the lock's name is refused, never followed.
+            raise MigrationRefused(
+                f"The migration lock beside the database cannot be used: {exc.strerror or exc} "
+                f"({path}{LOCK_SUFFIX})."
+            ) from exc
         yield
-    finally:
-        os.close(fd)
 
 
 def plan_for(path: str) -> DatabaseInfo:
@@ -114,7 +107,7 @@ def plan_for(path: str) -> DatabaseInfo:
     if info.state is SchemaState.NOT_NUKEWORKS:
         raise MigrationRefused("This is not a NukeWorks database; it cannot be migrated.")
     if info.state is SchemaState.NEWER:
-        names = ", ".join(f"{a}.{n}" for a, n in info.unknown)
+        names = migration_names(info.unknown)
         raise MigrationRefused(
             f"This database was created by a newer version of NukeWorks ({names}); "
             "it is never migrated backwards."
@@ -152,7 +145,7 @@ def _migrate_locked(
         return MigrationOutcome(path, already_current=True)
     engine = engines.register(path)
     snapshot = (take_snapshot or _default_snapshot)(
-        path, author, "Before applying migrations: " + _names(info.pending)
+        path, author, "Before applying migrations: " + migration_names(info.pending)
     )
     output = io.StringIO()
     connections[engine.alias].close()
@@ -180,7 +173,7 @@ def _migrate_locked(
         path,
         author,
         "success",
-        f"Applied {_names(info.pending)}; snapshot {snapshot.name}",
+        f"Applied {migration_names(info.pending)}; snapshot {snapshot.name}",
         request,
         True,
     )
@@ -189,8 +182,6 @@ def _migrate_locked(
 
 
 def _restore(path: str, alias: str, snapshot: Path) -> bool:
-    from snapshots.sqlite_copy import CopyFailed, restore_into
-
     connections[alias].close()
     try:
         restore_into(snapshot, path)
@@ -219,7 +210,3 @@ def _audit(
         request=request,
         using=alias,  # type: ignore[arg-type]
     )
-
-
-def _names(migrations: tuple[Migration, ...]) -> str:
-    return ", ".join(f"{app}.{name}" for app, name in migrations)

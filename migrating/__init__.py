@@ -1,0 +1,1 @@
+"""Migrating a database file with a snapshot as the safety net (dbselect + snapshots)."""
