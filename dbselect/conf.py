@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     # and the warning shown when it is.
     "EMPTY_MARKER_TABLE": None,
     "EMPTY_MARKER_MESSAGE": "This database holds no data yet: is it the one you meant?",
+    # URL prefixes whose views name and bind their own database (e.g. an API with the
+    # database in its URL): the middleware neither binds nor redirects their requests.
+    "SELF_BINDING_PREFIXES": [],
     # -- the engine cache
     # Folder of the store every worker process shares (engine tables, dispose requests).
     "ENGINE_STORE_DIR": None,
@@ -85,6 +88,7 @@ def get_config() -> dict[str, Any]:
     config["DATABASES_DIR"] = Path(config["DATABASES_DIR"])
     config["SELECTOR_CACHE_FILE"] = Path(config["SELECTOR_CACHE_FILE"])
     config["ALLOWED_ROOTS"] = [Path(p) for p in config["ALLOWED_ROOTS"]]
+    config["SELF_BINDING_PREFIXES"] = tuple(config["SELF_BINDING_PREFIXES"])
     return config
 
 

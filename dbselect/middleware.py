@@ -14,6 +14,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
 from dbselect import engines, recovery, session, state
+from dbselect.conf import get_config
 from dbselect.engines import gate
 
 EXEMPT_PREFIXES = ("/select-db", "/static/", "/healthz", "/favicon.ico")
@@ -87,6 +88,8 @@ class DatabaseSelectionMiddleware:
             return response
 
     def _open(self, request: HttpRequest) -> str | HttpResponse | None:
+        if request.path_info.startswith(get_config()["SELF_BINDING_PREFIXES"]):
+            return None  # the view binds the database its URL names
         target = session.selected_path(request)
         exempt = request.path_info.startswith(EXEMPT_PREFIXES)
         if not target:

@@ -10,6 +10,7 @@ aliases are built.
 from __future__ import annotations
 
 import secrets
+import datetime
 from pathlib import Path
 
 import environ
@@ -60,6 +61,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Hashed, expiring API tokens, stored in each database file (api/).
+    "knox",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "csp",
     "dbselect",
     "accounts",
@@ -68,6 +73,8 @@ INSTALLED_APPS = [
     # Migrating a database with a snapshot as the safety net (needs dbselect and snapshots).
     "migrating",
     "nukeworks.companies",
+    # The REST API: /api/v1/databases/{label|current}/… (needs dbselect and the domain).
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +161,8 @@ DBSELECT = {
     "HOME_URL": "companies:home",
     "MIGRATE_URL": "migrating:apply",
     "SCHEMA_APPS": ["accounts", "dbselect", "companies"],
+    # The API names its database in the URL and binds it itself (api.binding).
+    "SELF_BINDING_PREFIXES": ["/api/"],
     "EMPTY_MARKER_TABLE": "companies_company",
     "EMPTY_MARKER_MESSAGE": "This database holds no companies yet: is it the one you meant?",
 }
@@ -241,6 +250,43 @@ WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view of the API binds its database first and names its own authenticators
+    # (api.views.base); these are the defaults of the few others.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "api.throttling.AnonymousRateThrottle",
+        "api.throttling.TokenRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="120/min"),
+        "token": env.str("API_THROTTLE_TOKEN", default="6000/min"),
+        "signin": env.str("API_THROTTLE_SIGNIN", default="20/min"),
+    },
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+REST_KNOX = {
+    # Tokens expire; a new one is one POST (or `manage.py apitoken`) away.
+    "TOKEN_TTL": datetime.timedelta(hours=env.int("API_TOKEN_TTL_HOURS", default=24 * 30)),
+    "TOKEN_PREFIX": "nw_",
+    "AUTO_REFRESH": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NukeWorks API",
+    "DESCRIPTION": (
+        "Every endpoint works on the database its URL names: a catalog label or `current` "
+        "(the browser session's). Authenticate with `Authorization: Token <token>` from "
+        "POST /api/v1/databases/{db}/auth/token; a token only ever opens its own database."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from local static files (drf-spectacular-sidecar), no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("dbselect.urls")),
     path("", include("accounts.urls")),
     path("healthz", healthz, name="healthz"),
+    path("api/", include("api.urls")),
     # Before Django's admin, which would otherwise answer /admin/engines/ with its 404.
     path("admin/engines/", include("dbselect.engines.urls")),
     # The admin's sign-in page, under the app's rate limit (one limiter for every sign-in form).

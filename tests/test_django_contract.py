@@ -32,11 +32,17 @@ def test_connection_settings_are_a_cached_property_that_publish_alias_can_replac
         assert list(Company.objects.values_list("name", flat=True)) == ["Acme"]
 
 
-def test_djangos_per_alias_request_receivers_were_replaced_at_start_up():
-    assert tracking.django_receivers_removed == 3, (
-        "Django's reset_queries/close_old_connections receivers were not found under these "
-        "names: revisit dbselect.engines.connections.install_receivers"
+def test_djangos_per_alias_request_receivers_are_replaced_by_install_receivers():
+    assert tracking.django_receivers_removed >= 3, (
+        "Django's reset_queries/close_old_connections receivers were not found at start-up "
+        "under these names: revisit dbselect.engines.connections.install_receivers"
     )
+    # Django's test client and CaptureQueriesContext connect them again after their work (so
+    # the state at this point depends on earlier tests): connect them, then install.
+    request_started.connect(reset_queries)
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+    assert tracking.install_receivers() == 3
     # disconnect() reports whether a receiver was still connected: Django's are not.
     assert request_started.disconnect(reset_queries) is False
     assert request_started.disconnect(close_old_connections) is False

@@ -1,0 +1,124 @@
+"""Which database an API request works on: the one its URL names.
+
+`/api/v1/databases/{db}/…`: `{db}` is a catalog label (the folder name of
+databases/<label>/) or `current` (this browser session's selected database). The view binds
+the request to that database before it authenticates anybody, so a token is looked up in the
+file it belongs to and nowhere else: a token of database A on B's URL finds no match in B and
+gets 401.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from rest_framework import status
+
+from api.errors import ApiError, fault_error
+from dbselect import engines, scanner, session, state
+from dbselect.engines import gate
+from dbselect.files.schema import SchemaState
+from dbselect.files.validation import (
+    DatabaseInfo,
+    ValidationFailed,
+    inspect_database,
+    refusal_reason,
+)
+
+CURRENT = "current"
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class BoundDatabase:
+    """The database an API request works on."""
+
+    name: str  # the {db} of the URL: a label or "current"
+    target: str
+    engine: engines.Engine
+
+    @property
+    def alias(self) -> str:
+        return self.engine.alias
+
+    @property
+    def is_current(self) -> bool:
+        return self.name == CURRENT
+
+
+def target_for(request: HttpRequest, db: str) -> str:
+    """Return the target `db` names; raise ApiError 404 for an unknown label."""
+    if db == CURRENT:
+        target = session.selected_path(request)
+        if not target:
+            raise ApiError(
+                "no_database_selected",
+                "This browser session has not selected a database; use a label instead.",
+                status.HTTP_404_NOT_FOUND,
+            )
+        return target
+    if LABEL_RE.match(db):
+        for label, path in scanner.database_files():
+            if label == db:
+                return path
+    raise ApiError(
+        "unknown_database",
+        f"No database is labelled {db!r} in this server's catalog.",
+        status.HTTP_404_NOT_FOUND,
+    )
+
+
+def migration_plan(info: DatabaseInfo) -> list[dict[str, str]]:
+    """Return the pending migrations of a database as [{"app", "name"}]."""
+    return [{"app": app, "name": name} for app, name in info.pending]
+
+
+def needs_migration(db: str, info: DatabaseInfo) -> ApiError:
+    """Return the 409 answer for a database that must be migrated before use."""
+    return ApiError(
+        "needs_migration",
+        f"The database {db!r} needs {len(info.pending)} migration(s) before it can be used.",
+        status.HTTP_409_CONFLICT,
+        detail={"plan": migration_plan(info)},
+    )
+
+
+def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundDatabase:
+    """Open the database `db` names and make it the request's database.
+
+    With `up_to_date` (every endpoint but the migration plan), a database that needs
+    migration answers 409 with the plan, and any unusable file 409 with the reason; a
+    database under maintenance answers 503. The request holds the file's maintenance gate
+    until it ends (released by dbselect's middleware).
+    """
+    target = target_for(request, db)
+    try:
+        if engines.get(target) is None:
+            try:
+                info = inspect_database(target)
+            except ValidationFailed as exc:
+                raise engines.DatabaseUnavailable(exc.reason) from None
+            if info.state is SchemaState.NEEDS_MIGRATION and up_to_date:
+                raise needs_migration(db, info)
+            if info.state is SchemaState.NEEDS_MIGRATION:
+                engine = engines.register(target, display_name=info.display_name)
+                gate.enter(engine.path)
+            else:
+                reason = refusal_reason(info)
+                if reason:
+                    raise engines.DatabaseUnavailable(reason)
+                engine, _ = engines.validate_and_register(target, info)
+        else:
+            engine = engines.open(target)
+    except engines.DatabaseUnavailable as exc:
+        raise ApiError("database_unavailable", exc.reason, status.HTTP_409_CONFLICT) from None
+    except gate.GateClosed as exc:
+        raise fault_error(exc) from None  # type: ignore[misc]
+    state.activate(engine.alias)
+    return BoundDatabase(name=db, target=target, engine=engine)
+
+
+def unbind() -> None:
+    """Forget the request's database (the view's work is done)."""
+    state.deactivate()

@@ -1,0 +1,25 @@
+"""/api/: v1 of the REST API, its OpenAPI schema and its docs (served from local files)."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from api.views import catalog, domain, tokens
+
+app_name = "api"
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("companies", domain.CompanyViewSet, basename="company")
+router.register("projects", domain.ProjectViewSet, basename="project")
+
+database_urls = [
+    path("auth/token", tokens.TokenView.as_view(), name="token"),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("v1/databases/", catalog.CatalogView.as_view(), name="catalog"),
+    path("v1/databases/<str:db>/", include(database_urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,52 @@
+"""GET /api/v1/databases/: the catalog, as the selector lists it."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.serializers import CatalogEntrySerializer
+from dbselect import scanner
+from dbselect.files.schema import SchemaState
+
+
+def _entry(db: scanner.ScannedDatabase) -> dict[str, object]:
+    try:
+        st = os.stat(db.path)
+        size: int | None = st.st_size
+        modified = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC)
+    except OSError:
+        size, modified = None, None
+    if db.state in (SchemaState.UP_TO_DATE, SchemaState.NEEDS_MIGRATION, SchemaState.NEWER):
+        state = db.state.value
+    else:
+        state = "invalid"
+    return {
+        "label": db.label,
+        "display_name": db.display_name,
+        "size": size,
+        "modified": modified,
+        "state": state,
+        "detail": db.error or (db.state.label if db.state else ""),
+    }
+
+
+class CatalogView(APIView):
+    """The databases of this server's catalog (databases/<label>/), with their state.
+
+    Visible to anyone who can see the selector: no sign-in needed.
+    """
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(responses=CatalogEntrySerializer(many=True))
+    def get(self, request: Request) -> Response:
+        entries = [_entry(db) for db in scanner.scan()]
+        return Response(CatalogEntrySerializer(entries, many=True).data)
