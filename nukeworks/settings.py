@@ -9,8 +9,8 @@ aliases are built.
 
 from __future__ import annotations
 
-import secrets
 import datetime
+import secrets
 from pathlib import Path
 
 import environ

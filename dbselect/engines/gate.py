@@ -19,7 +19,6 @@ ones in flight drain from the gate.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import threading
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dbselect.conf import get_config, setting
+from dbselect.files import locks
 
 POLL_INTERVAL = 0.005
 
@@ -62,19 +62,18 @@ def _files(database: str) -> tuple[str, str]:
 
 
 def _open(path: str) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return locks.open_lock_file(path, mode=0o600)
 
 
-def _lock(fd: int, mode: int, deadline: float) -> bool:
-    """flock() `fd` in `mode`, polling until `deadline`; return False when it timed out."""
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL_INTERVAL)
+def _lock(fd: int, *, exclusive: bool, deadline: float) -> bool:
+    """flock() `fd` until `deadline` at the latest; return False when it timed out."""
+    try:
+        remaining = max(deadline - time.monotonic(), 0.0)
+        # A request waiting for a restore goes on within milliseconds of its end.
+        locks.acquire(fd, exclusive=exclusive, timeout=remaining, interval=POLL_INTERVAL)
+    except locks.LockTimeout:
+        return False
+    return True
 
 
 def _held() -> dict[str, int]:
@@ -95,12 +94,12 @@ def enter(database: str, timeout: float | None = None) -> None:
     turnstile = _open(turnstile_path)
     try:
         # Pass the turnstile (closed while maintenance waits or runs), then join the gate.
-        if not _lock(turnstile, fcntl.LOCK_SH, deadline):
+        if not _lock(turnstile, exclusive=False, deadline=deadline):
             raise GateClosed(database)
     finally:
         os.close(turnstile)
     gate = _open(gate_path)
-    if not _lock(gate, fcntl.LOCK_SH, deadline):
+    if not _lock(gate, exclusive=False, deadline=deadline):
         os.close(gate)
         raise GateClosed(database)
     held[database] = gate
@@ -131,10 +130,10 @@ def exclusive(database: str, timeout: float = 30.0) -> Iterator[None]:
     turnstile = _open(turnstile_path)
     gate = None
     try:
-        if not _lock(turnstile, fcntl.LOCK_EX, deadline):
+        if not _lock(turnstile, exclusive=True, deadline=deadline):
             raise GateClosed(database)
         gate = _open(gate_path)
-        if not _lock(gate, fcntl.LOCK_EX, deadline):
+        if not _lock(gate, exclusive=True, deadline=deadline):
             raise GateClosed(database)
         yield
     finally:

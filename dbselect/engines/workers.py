@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import logging
 import mmap
@@ -47,6 +46,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from dbselect import engines
 from dbselect.conf import setting
 from dbselect.engines import connections as tracking
+from dbselect.files import locks
 
 logger = logging.getLogger("nukeworks.dbselect")
 
@@ -102,13 +102,8 @@ class EngineStore:
         """Return the "please publish your engine table" counter."""
         return int.from_bytes(self._mm[8:16], "little")
 
-    @contextlib.contextmanager
-    def _counter_lock(self) -> Iterator[None]:
-        fcntl.flock(self._seq_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._seq_fd, fcntl.LOCK_UN)
+    def _counter_lock(self) -> contextlib.AbstractContextManager[int]:
+        return locks.flocked(self._seq_fd, exclusive=True, timeout=None)
 
     def _raise_sequence(self, seq: int) -> None:
         with self._counter_lock():

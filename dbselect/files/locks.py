@@ -51,8 +51,17 @@ def open_lock_file(
     return os.open(path, flags, mode)
 
 
-def acquire(fd: int, *, exclusive: bool, timeout: float | None, target: object = None) -> None:
+def acquire(
+    fd: int,
+    *,
+    exclusive: bool,
+    timeout: float | None,
+    target: object = None,
+    interval: float = POLL_INTERVAL,
+) -> None:
     """flock() `fd` shared or exclusive; wait at most `timeout` seconds (None: for ever).
+
+    While someone else holds it, try again every `interval` seconds.
 
     Raise LockTimeout when the lock is still held elsewhere after `timeout`.
     """
@@ -70,7 +79,7 @@ def acquire(fd: int, *, exclusive: bool, timeout: float | None, target: object =
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise LockTimeout(fd if target is None else target, timeout) from None
-            time.sleep(POLL_INTERVAL)
+            time.sleep(interval)
 
 
 def release(fd: int) -> None:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from django.db.backends.sqlite3 import base
 
 from dbselect.engines import connections as tracking
-
-
-def no_create_uri(path: str) -> str:
-    """Return a SQLite URI that opens `path` for reading and writing but never creates it."""
-    # An empty authority keeps a UNC-style //server/share path from being read as a host.
-    return f"file://{urllib.parse.quote(path, safe='/')}?mode=rw"
+from dbselect.files.paths import sqlite_uri
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -23,7 +17,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         params = super().get_connection_params()
         name = str(params["database"])
         if not name.startswith("file:") and name != ":memory:":
-            params["database"] = no_create_uri(name)
+            # mode=rw: opens the file for reading and writing but never creates it.
+            params["database"] = sqlite_uri(name, "rw")
         return params
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
