@@ -11,7 +11,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError, IntegrityError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -134,3 +135,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             detail = {"retry_after_seconds": int(exc.wait)}
     response.data = body(code, message, detail)
     return response
+
+
+API_PREFIX = "/api/"
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: the one error shape under /api/ (no route matched), Django's page elsewhere."""
+    if request.path_info.startswith(API_PREFIX):
+        return JsonResponse(body("not_found", "No such API endpoint or object."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the one error shape under /api/, Django's page elsewhere (no traceback)."""
+    if request.path_info.startswith(API_PREFIX):
+        return JsonResponse(
+            body("server_error", "The server failed to answer this request."), status=500
+        )
+    return defaults.server_error(request)

@@ -20,3 +20,7 @@ urlpatterns = [
     path("", include("migrating.urls")),
     path("", include("nukeworks.companies.urls")),
 ]
+
+# JSON in the API's one error shape under /api/, the project's pages everywhere else.
+handler404 = "api.errors.not_found"
+handler500 = "api.errors.server_error"
