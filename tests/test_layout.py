@@ -1,4 +1,4 @@
-"""The apps import one way: dbselect <- snapshots <- migrating, and dbselect names no project app.
+"""The apps import one way: dbselect <- snapshots <- migrating <- api; dbselect names no other app.
 
 Imports are read with `ast`, so one written inside a function body counts as much as one at
 the top of a module.
@@ -50,12 +50,21 @@ def test_the_import_reader_sees_imports_inside_functions(tmp_path):
 
 
 def test_dbselect_imports_no_app_built_on_it():
-    built_on_dbselect = ("snapshots", "migrating", "accounts", "nukeworks.companies")
+    built_on_dbselect = ("snapshots", "migrating", "accounts", "nukeworks.companies", "api")
     assert _imports_of("dbselect", built_on_dbselect) == []
 
 
 def test_snapshots_imports_nothing_of_migrating():
-    assert _imports_of("snapshots", ("migrating",)) == []
+    assert _imports_of("snapshots", ("migrating", "api")) == []
+
+
+@pytest.mark.parametrize("package", ["migrating", "accounts", "audit"])
+def test_nothing_below_the_api_imports_it(package):
+    assert _imports_of(package, ("api",)) == []
+
+
+def test_audit_imports_no_app_that_records_entries():
+    assert _imports_of("audit", ("dbselect", "snapshots", "migrating", "accounts", "api")) == []
 
 
 @pytest.mark.parametrize("package", ["dbselect", "snapshots", "migrating"])
