@@ -90,6 +90,8 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(serve
         capture_output=True,
         text=True,
         timeout=600,
+        # Its cache and reports go to the test's own folder, never into the checkout.
+        cwd=tmp_path,
     )
     report = run.stdout[-8000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
