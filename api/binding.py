@@ -94,7 +94,11 @@ def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundData
     """
     target = target_for(request, db)
     try:
-        if engines.get(target) is None:
+        cached = engines.get(target)
+        # An engine registered but never validated (at start-up, or by a migration request
+        # on a database that needs migration) is inspected here too: engines.open would
+        # refuse such a database outright, and its migration endpoint could never be reached.
+        if cached is None or cached.identity is None:
             try:
                 info = inspect_database(target)
             except ValidationFailed as exc:
