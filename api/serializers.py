@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from nukeworks.companies.models import Company, Project
+from snapshots.service import MAX_NOTE
 
 
 class CompanySerializer(serializers.ModelSerializer):
@@ -77,3 +78,135 @@ class ErrorBodySerializer(serializers.Serializer):
         detail = serializers.JSONField()
 
     error = _Error()
+
+
+# --- Admin endpoints: snapshots and migrations (admins of the URL's database), engines
+# (operators). Each answer mirrors what the matching page shows.
+
+
+class SnapshotSerializer(serializers.Serializer):
+    """One snapshot of the URL's database (snapshots.service.Snapshot)."""
+
+    name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    size = serializers.IntegerField(help_text="Bytes.")
+    created_by = serializers.CharField(allow_blank=True)
+    note = serializers.CharField(allow_blank=True)
+    kind = serializers.ChoiceField(choices=["manual", "safety", "pre-migration"])
+    sha256 = serializers.CharField()
+    source_display_name = serializers.CharField(allow_blank=True)
+    schema_state = serializers.CharField(
+        allow_blank=True, help_text="The snapshot's schema against the code when it was taken."
+    )
+
+
+class IgnoredEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class SnapshotListSerializer(serializers.Serializer):
+    snapshots = SnapshotSerializer(many=True, help_text="Newest first.")
+    total_size = serializers.IntegerField(help_text="Bytes, all snapshots listed.")
+    ignored = IgnoredEntrySerializer(
+        many=True, help_text="Entries of the snapshots folder that are not snapshots."
+    )
+    ignored_more = serializers.IntegerField(help_text="Ignored entries beyond those listed.")
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_NOTE,
+        help_text="Optional; stored in the snapshot's sidecar, never in its name.",
+    )
+
+
+class RestoreResultSerializer(serializers.Serializer):
+    restored = SnapshotSerializer()
+    safety = SnapshotSerializer(help_text="Taken just before the restore: the database as it was.")
+    carried_audit_entries = serializers.IntegerField(
+        help_text="Audit entries newer than the snapshot, carried into the restored database."
+    )
+
+
+class MigrationStepSerializer(serializers.Serializer):
+    app = serializers.CharField()
+    name = serializers.CharField()
+
+
+class MigrationPlanSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["up_to_date", "needs_migration"])
+    pending = MigrationStepSerializer(many=True, help_text="In the order they apply.")
+
+
+class MigrationResultSerializer(serializers.Serializer):
+    already_current = serializers.BooleanField(
+        help_text="Someone else brought the database up to date meanwhile; nothing was applied."
+    )
+    applied = MigrationStepSerializer(many=True)
+    snapshot = serializers.CharField(
+        allow_null=True, help_text="The snapshot taken before migrating (null: none needed)."
+    )
+
+
+class EngineWorkerUseSerializer(serializers.Serializer):
+    pid = serializers.IntegerField()
+    requests = serializers.IntegerField()
+    open_connections = serializers.IntegerField()
+    last_used = serializers.DateTimeField()
+
+
+class EngineSerializer(serializers.Serializer):
+    """One database file cached by one or more worker processes."""
+
+    path = serializers.CharField()
+    alias = serializers.CharField()
+    display_name = serializers.CharField()
+    journal_mode = serializers.CharField()
+    network = serializers.BooleanField()
+    first_used = serializers.DateTimeField()
+    last_used = serializers.DateTimeField()
+    requests = serializers.IntegerField()
+    sessions = serializers.IntegerField(
+        allow_null=True, help_text="Live sessions on it; null when they cannot be counted."
+    )
+    open_connections = serializers.IntegerField()
+    idle = serializers.BooleanField()
+    workers = EngineWorkerUseSerializer(many=True)
+
+
+class EngineWorkerSerializer(serializers.Serializer):
+    """One worker process of this machine."""
+
+    pid = serializers.IntegerField()
+    host = serializers.CharField()
+    reported = serializers.DateTimeField()
+    current = serializers.BooleanField(help_text="The worker that served this request.")
+    rss = serializers.IntegerField(allow_null=True)
+    fds = serializers.IntegerField(allow_null=True)
+    threads = serializers.IntegerField()
+    aliases = serializers.IntegerField()
+    engines = serializers.IntegerField()
+    open_connections = serializers.IntegerField()
+    conn_max_age = serializers.IntegerField(allow_null=True)
+    bytes_per_alias = serializers.IntegerField(allow_null=True)
+
+
+class EngineOverviewSerializer(serializers.Serializer):
+    workers = EngineWorkerSerializer(many=True)
+    engines = EngineSerializer(many=True)
+    idle_seconds = serializers.FloatField()
+    missing_workers = serializers.IntegerField(
+        help_text="Worker processes that did not answer in time (their figures may be old)."
+    )
+    sessions_countable = serializers.BooleanField()
+
+
+class EngineDisposeSerializer(serializers.Serializer):
+    path = serializers.CharField(max_length=4096, help_text="An engine's path, as listed.")
+
+
+class EngineDisposedSerializer(serializers.Serializer):
+    disposed = serializers.ListField(child=serializers.CharField())

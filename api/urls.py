@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from api.views import catalog, domain, tokens
+from api.views import catalog, domain, engines, migrations, snapshots, tokens
 
 app_name = "api"
 
@@ -14,6 +14,21 @@ router.register("projects", domain.ProjectViewSet, basename="project")
 
 database_urls = [
     path("auth/token", tokens.TokenView.as_view(), name="token"),
+    # Admins of the URL's database.
+    path("snapshots/", snapshots.SnapshotListView.as_view(), name="snapshots"),
+    path("snapshots/<str:name>", snapshots.SnapshotDetailView.as_view(), name="snapshot"),
+    path(
+        "snapshots/<str:name>/restore",
+        snapshots.SnapshotRestoreView.as_view(),
+        name="snapshot-restore",
+    ),
+    path("migrations/", migrations.MigrationsView.as_view(), name="migrations"),
+    # Operators (server-wide).
+    path("engines/", engines.EngineListView.as_view(), name="engines"),
+    path("engines/dispose", engines.EngineDisposeView.as_view(), name="engines-dispose"),
+    path(
+        "engines/dispose-idle", engines.EngineDisposeIdleView.as_view(), name="engines-dispose-idle"
+    ),
     path("", include(router.urls)),
 ]
 
