@@ -37,6 +37,8 @@ class BoundDatabase:
     name: str  # the {db} of the URL: a label or "current"
     target: str
     engine: engines.Engine
+    # The migrations the file still lacks (only for views that accept such a database).
+    pending: tuple[tuple[str, str], ...] = ()
 
     @property
     def alias(self) -> str:
@@ -93,6 +95,7 @@ def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundData
     until it ends (released by dbselect's middleware).
     """
     target = target_for(request, db)
+    pending: tuple[tuple[str, str], ...] = ()
     try:
         cached = engines.get(target)
         # An engine registered but never validated (at start-up, or by a migration request
@@ -108,6 +111,7 @@ def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundData
             if info.state is SchemaState.NEEDS_MIGRATION:
                 engine = engines.register(target, display_name=info.display_name)
                 gate.enter(engine.path)
+                pending = tuple(info.pending)
             else:
                 reason = refusal_reason(info)
                 if reason:
@@ -120,7 +124,29 @@ def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundData
     except gate.GateClosed as exc:
         raise fault_error(exc) from None  # type: ignore[misc]
     state.activate(engine.alias)
-    return BoundDatabase(name=db, target=target, engine=engine)
+    return BoundDatabase(name=db, target=target, engine=engine, pending=pending)
+
+
+# Apps whose tables a sign-in reads or writes (users, their groups, tokens).
+SIGN_IN_APPS = frozenset({"accounts", "auth", "contenttypes", "knox"})
+
+
+def refuse_sign_in_before_migration(database: BoundDatabase) -> None:
+    """Raise 409 with the plan when a pending migration touches the sign-in's own tables.
+
+    A database that needs migration still issues tokens when only other apps' migrations
+    are pending, so its administrators can apply them through the API.
+    """
+    blocking = [m for m in database.pending if m[0] in SIGN_IN_APPS]
+    if blocking:
+        raise ApiError(
+            "needs_migration",
+            f"The database {database.name!r} must be migrated before anyone can sign in to it "
+            "through the API (its accounts or tokens tables are not up to date); use the "
+            "selector or manage.py migrate_all.",
+            status.HTTP_409_CONFLICT,
+            detail={"plan": [{"app": a, "name": n} for a, n in database.pending]},
+        )
 
 
 def unbind() -> None:

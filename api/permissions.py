@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from api.authentication import CurrentSessionAuthentication
 from dbselect import permissions as rules
 
 if TYPE_CHECKING:
@@ -45,8 +46,17 @@ class IsOperator(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         database = getattr(view, "database", None)
-        if database is None or not rules.is_admin(request.user):
+        if database is None:
             return False
         if request.auth is not None:
-            return database.engine.path in rules.operator_databases()
-        return rules.is_operator(request._request)
+            return rules.is_admin(request.user) and (
+                database.engine.path in rules.operator_databases()
+            )
+        # The browser session counts on `current` only, and then with its CSRF check (session
+        # authentication checks it only for the user it signs in, who may not be the
+        # operator): its own operator sign-in, verified against the operator database, as the
+        # engines page asks, whatever database the session works on meanwhile.
+        if not database.is_current or not rules.is_operator(request._request):
+            return False
+        CurrentSessionAuthentication().enforce_csrf(request)
+        return True

@@ -496,3 +496,58 @@ def test_the_schema_documents_the_admin_endpoints_without_warnings(tmp_path):
     ):
         assert path in schema
     assert "RestoreResult" in schema and "MigrationResult" in schema and "ErrorBody" in schema
+
+
+def test_an_admin_gets_a_token_for_a_database_that_needs_migration_and_migrates_it(
+    make_old_database,
+):
+    """Only another app's migration is pending: signing in still works, then the admin
+    applies the plan through the API (nothing but a token needed)."""
+    make_old_database(label="old", users=[ADMIN])
+    admin = Api("old", token_for("old"))
+    assert_error(admin.get("companies/"), 409, "needs_migration")
+    assert admin.post("migrations/").status_code == 200
+    assert admin.get("companies/").status_code == 200
+
+
+def test_no_token_while_the_sign_in_tables_themselves_need_migration(make_database, settings):
+    path = make_database(label="stale", users=[ADMIN])
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM django_migrations WHERE app = 'knox'")
+    conn.commit()
+    conn.close()
+    response = Client().post(
+        "/api/v1/databases/stale/auth/token",
+        {"username": "ann", "password": PASSWORD},
+        content_type="application/json",
+    )
+    error = assert_error(response, 409, "needs_migration")
+    assert {step["app"] for step in error["detail"]["plan"]} == {"knox"}
+
+
+def test_an_operators_cookie_counts_on_current_only_and_with_csrf(operator, alpha):
+    _, default = operator
+    browser = Client()
+    select(browser, default)
+    sign_in(browser, "ann", PASSWORD)
+    # The session then works on another database, as an anonymous visitor there.
+    select(browser, alpha)
+    client = Client(enforce_csrf_checks=True)
+    client.cookies = browser.cookies
+    assert client.get("/api/v1/databases/current/engines/").status_code == 200
+    # Never on a database named by label, not even the operator database itself.
+    assert_error(client.get("/api/v1/databases/default/engines/"), 401, "not_authenticated")
+    # A write through the cookie needs the CSRF token.
+    refused = client.post(
+        "/api/v1/databases/current/engines/dispose-idle", "{}", content_type="application/json"
+    )
+    assert_error(refused, 403, "permission_denied")
+    assert "CSRF" in refused.json()["error"]["message"]
+    csrf = client.get("/select-db").cookies["csrftoken"].value
+    accepted = client.post(
+        "/api/v1/databases/current/engines/dispose-idle",
+        "{}",
+        content_type="application/json",
+        headers={"X-CSRFToken": csrf},
+    )
+    assert accepted.status_code == 200

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
+from api import binding
 from api.errors import ApiError
 from api.serializers import CredentialsSerializer, ErrorBodySerializer, TokenSerializer
 from api.throttling import AnonymousRateThrottle
@@ -33,6 +34,9 @@ class TokenView(DatabaseView):
     """Exchange a username and password *of this database* for a token; revoke it."""
 
     permission_classes = [AllowAny]
+    # A database that needs migration still issues tokens, so its admins can migrate it
+    # through the API, unless the sign-in's own tables are among the pending migrations.
+    requires_up_to_date = False
     # Password guessing is limited per client address, as the sign-in page does.
     throttle_classes = [AnonymousRateThrottle, ScopedRateThrottle]
     throttle_scope = "signin"
@@ -42,6 +46,8 @@ class TokenView(DatabaseView):
         responses={201: TokenSerializer, 400: ErrorBodySerializer, 401: ErrorBodySerializer},
     )
     def post(self, request: Request, db: str) -> Response:
+        assert self.database is not None
+        binding.refuse_sign_in_before_migration(self.database)
         credentials = CredentialsSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
         username = credentials.validated_data["username"]
