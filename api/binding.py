@@ -9,6 +9,7 @@ gets 401.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -16,7 +17,8 @@ from django.http import HttpRequest
 from rest_framework import status
 
 from api.errors import ApiError, fault_error
-from dbselect import engines, scanner, session, state
+from dbselect import engines, session, state
+from dbselect.conf import get_config
 from dbselect.engines import gate
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import (
@@ -27,6 +29,7 @@ from dbselect.files.validation import (
 )
 
 CURRENT = "current"
+# A folder name: no separator, never "." or "..".
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -61,9 +64,11 @@ def target_for(request: HttpRequest, db: str) -> str:
             )
         return target
     if LABEL_RE.match(db):
-        for label, path in scanner.database_files():
-            if label == db:
-                return path
+        # databases/<label>/<file>, as the scanner lists them: one stat(), no folder scan.
+        config = get_config()
+        path = os.path.join(config["DATABASES_DIR"], db, config["DATABASE_FILENAME"])
+        if os.path.isfile(path):
+            return os.path.normpath(os.path.abspath(path))
     raise ApiError(
         "unknown_database",
         f"No database is labelled {db!r} in this server's catalog.",

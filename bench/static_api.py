@@ -1,0 +1,33 @@
+"""URLs of the static API baseline in bench_api.py: the same company list, no selection.
+
+One plain DRF list view on the `default` database (bench/static_api_settings.py points it at
+the benchmark's file): the same serializer, keyset pagination, filters, knox token
+authentication and throttles as /api/v1/databases/{db}/companies/, without binding a database
+from the URL.
+"""
+
+from django.urls import path
+from rest_framework import filters, generics
+
+from api.authentication import DatabaseTokenAuthentication
+from api.pagination import KeysetPagination
+from api.serializers import CompanySerializer
+from nukeworks.companies.models import Company
+from nukeworks.urls import urlpatterns as project_urls
+
+
+class StaticCompanyList(generics.ListAPIView):
+    authentication_classes = [DatabaseTokenAuthentication]
+    serializer_class = CompanySerializer
+    pagination_class = KeysetPagination
+    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["name", "country"]
+    ordering_fields = ["id", "name"]
+    ordering = ["id"]
+
+    def get_queryset(self):
+        return Company.objects.all()
+
+
+# The project's own URLs (health check included) plus the static list.
+urlpatterns = [path("api/v1/static/companies/", StaticCompanyList.as_view()), *project_urls]
