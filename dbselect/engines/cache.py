@@ -181,7 +181,7 @@ class EngineCache:
         else:
             self._check_unchanged(engine)
             gate.enter(engine.path)
-        current = fingerprints.current(engine)
+        current = self.fingerprint(engine)
         if fingerprint is not None and current is not None and current != fingerprint:
             # Same path, same inode, another database: never work on it silently.
             self.dispose(engine.path)
@@ -189,6 +189,19 @@ class EngineCache:
         tracking.mark_used(engine.alias)
         engine.touch()
         return engine
+
+    @staticmethod
+    def fingerprint(engine: Engine) -> str | None:
+        """Return the creation mark of the engine's file, re-read only when the file changed."""
+        identity = engine.identity
+        known = engine.fingerprint_mark
+        if known is not None and identity is not None and known[0] == identity:
+            return known[1]
+        mark = fingerprints.read_fingerprint(engine.path)
+        if mark is not None:
+            # One attribute, so a concurrent reader never pairs an identity with another mark.
+            engine.fingerprint_mark = (identity, mark)
+        return mark
 
     def validate_and_register(
         self, target: str, info: DatabaseInfo | None = None

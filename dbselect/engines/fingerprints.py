@@ -8,19 +8,16 @@ database was created, never changed afterwards) tells two independently created 
 apart, while a restored snapshot of the *same* database keeps it, so restores are not flagged.
 
 The fingerprint is read (read-only, well under a millisecond) only when the file changed since
-it was last read in this process; the engine keeps it with the identity it was read at.
+it was last read in this process; the engine keeps it with the identity it was read at
+(EngineCache.fingerprint).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
 
 from dbselect.files.paths import PathRejected, bounded
 from dbselect.files.validation import ValidationFailed, open_readonly, read_header
-
-if TYPE_CHECKING:
-    from dbselect.engines.cache import Engine
 
 
 def read_fingerprint(path: str) -> str | None:
@@ -42,16 +39,3 @@ def read_fingerprint(path: str) -> str | None:
     except (ValidationFailed, PathRejected, sqlite3.Error):
         # Unreadable right now (locked, damaged): other checks handle those; do not guess.
         return None
-
-
-def current(engine: Engine) -> str | None:
-    """Return the fingerprint of the engine's file, re-read only when the file changed."""
-    identity = engine.identity
-    known = engine.fingerprint_mark
-    if known is not None and identity is not None and known[0] == identity:
-        return known[1]
-    fingerprint = read_fingerprint(engine.path)
-    if fingerprint is not None:
-        # One attribute, so a concurrent reader never pairs an identity with another's mark.
-        engine.fingerprint_mark = (identity, fingerprint)
-    return fingerprint
