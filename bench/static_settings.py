@@ -12,16 +12,14 @@ from nukeworks.settings import *  # noqa: F403
 from nukeworks.settings import DATABASES, MIDDLEWARE
 
 # No selection, so no per-database sign-in or protection either: Django's own authentication.
+# Every dbselect middleware goes (the selection and the protection of the selected file;
+# matched by package, so renamed modules inside dbselect need no change here).
 MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware"
     if m == "accounts.middleware.DatabaseAuthenticationMiddleware"
     else m
     for m in MIDDLEWARE
-    if m
-    not in (
-        "dbselect.middleware.DatabaseSelectionMiddleware",
-        "dbselect.protection_middleware.ProtectedDatabaseMiddleware",
-    )
+    if not m.startswith("dbselect.")
 ]
 DATABASE_ROUTERS: list[str] = []
 DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ["BENCH_STATIC_DB"]}}
