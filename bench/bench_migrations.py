@@ -50,11 +50,11 @@ def _setup_django(work: Path) -> None:
 def _make_database(path: Path, migrate_args: tuple[str, ...] = ()) -> None:
     from django.core.management import call_command
 
-    from dbselect import registry, state
+    from dbselect import engines, state
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    registry.create_file(str(path))
-    engine = registry.register(str(path))
+    engines.create_file(str(path))
+    engine = engines.register(str(path))
     with state.override(engine.alias):
         call_command("migrate", database=engine.alias, verbosity=0, interactive=False)
         if migrate_args:
@@ -62,7 +62,7 @@ def _make_database(path: Path, migrate_args: tuple[str, ...] = ()) -> None:
     from django.db import connections
 
     connections[engine.alias].close()
-    registry.dispose(str(path))
+    engines.dispose(str(path))
 
 
 def _fill(path: Path, rows: int) -> None:
@@ -90,7 +90,7 @@ def _time_calls(fn, repeat: int) -> list[float]:
 
 def bench_schema_check(work: Path, rows: int, repeat: int) -> dict[str, float]:
     """Time inspect_database() against a bare read-only SELECT 1 on the same files."""
-    from dbselect.validation import inspect_database, readonly_uri
+    from dbselect.files.validation import inspect_database, readonly_uri
 
     big = work / "big" / "nukeworks.sqlite"
     empty = work / "empty" / "nukeworks.sqlite"

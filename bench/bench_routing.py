@@ -197,13 +197,13 @@ def make_bench_database(path: Path) -> None:
     from django.core.management import call_command
     from django.db import connections
 
-    from dbselect import registry, state
+    from dbselect import engines, state
     from dbselect.models import SystemSetting
     from nukeworks.companies.models import Company
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    registry.create_file(str(path))
-    engine = registry.register(str(path))
+    engines.create_file(str(path))
+    engine = engines.register(str(path))
     with state.override(engine.alias):
         call_command("migrate", database=engine.alias, verbosity=0, interactive=False)
         SystemSetting.set_value(SystemSetting.DISPLAY_NAME, "Bench")
@@ -213,7 +213,7 @@ def make_bench_database(path: Path) -> None:
         )
         get_user_model().objects.create_user("bench", password=PASSWORD, is_staff=True)
     connections[engine.alias].close()
-    registry.dispose(str(path))
+    engines.dispose(str(path))
 
 
 def copy_database(source: Path, target: Path) -> None:
@@ -350,7 +350,7 @@ def settle(server: GunicornServer, files_root: Path, baseline_fds: int) -> dict[
 
 def registered_aliases(server: GunicornServer) -> int:
     """Return the aliases registered in all workers, from the engine tables they publish."""
-    from dbselect.engine_store import EngineStore
+    from dbselect.engines.workers import EngineStore
 
     store = EngineStore(server.root / "instance" / "engines")
     asked = time.time()
