@@ -70,7 +70,12 @@ def verified_user(request: HttpRequest, path: str, alias: str) -> AbstractBaseUs
     login = db_session.login_for(request, path)
     if login is None:
         return None
-    user = get_user_model()._default_manager.db_manager(alias).filter(pk=login["id"]).first()
+    model = get_user_model()
+    try:
+        # get(), not filter().first(): no ORDER BY to build on every request.
+        user = model._default_manager.db_manager(alias).get(pk=login["id"])
+    except (model.DoesNotExist, ValueError):
+        user = None
     if user is not None and user.is_active:
         current = user.get_session_auth_hash()
         if constant_time_compare(current, login.get("hash", "")):

@@ -47,15 +47,18 @@ ADMIN_DENIED = "Only an administrator of this database can do this."
 def operator_databases() -> list[str]:
     """Return the real paths of the operator databases."""
     config = get_config()
-    configured = config.get("OPERATOR_DATABASES")
-    if not configured:
-        configured = [Path(config["DATABASES_DIR"]) / "default" / config["DATABASE_FILENAME"]]
-    return _real_paths(tuple(str(p) for p in configured))
+    return _real_paths(
+        tuple(map(str, config.get("OPERATOR_DATABASES") or ())),
+        str(config["DATABASES_DIR"]),
+        config["DATABASE_FILENAME"],
+    )
 
 
 @cache
-def _real_paths(paths: tuple[str, ...]) -> list[str]:
-    # Resolved once per process and setting: a link swapped later does not move the power.
+def _real_paths(configured: tuple[str, ...], databases_dir: str, filename: str) -> list[str]:
+    # Resolved once per process and setting (asked on every page for the header's links): a
+    # link swapped later does not move the power.
+    paths = configured or (str(Path(databases_dir) / "default" / filename),)
     return [real_path(p) for p in paths]
 
 

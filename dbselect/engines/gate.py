@@ -35,26 +35,23 @@ _local = threading.local()
 # Gate folders already made by this process (one mkdir per folder, not per request).
 _made: set[Path] = set()
 # (folder, database) -> its two lock files (computed once: this runs on every request).
-_names: dict[tuple[Path, str], tuple[str, str]] = {}
+_names: dict[tuple[object, str], tuple[str, str]] = {}
 
 
 class GateClosed(Exception):
     """The database stayed under maintenance longer than the caller could wait."""
 
 
-def _folder() -> Path:
-    folder = Path(setting("ENGINE_STORE_DIR")) / "gates"
-    if folder not in _made:
-        folder.mkdir(parents=True, exist_ok=True)
-        _made.add(folder)
-    return folder
-
-
 def _files(database: str) -> tuple[str, str]:
-    folder = _folder()
-    key = (folder, database)
+    """Return the turnstile and gate lock files of `database` (made once per store folder)."""
+    store = setting("ENGINE_STORE_DIR")
+    key = (store, database)
     files = _names.get(key)
     if files is None:
+        folder = Path(store) / "gates"
+        if folder not in _made:
+            folder.mkdir(parents=True, exist_ok=True)
+            _made.add(folder)
         digest = hashlib.sha256(database.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         files = (str(folder / f"{digest}.turnstile"), str(folder / f"{digest}.gate"))
         _names[key] = files
