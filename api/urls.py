@@ -1,7 +1,9 @@
 """/api/: v1 of the REST API, its OpenAPI schema and its docs (served from local files)."""
 
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from api.views import catalog, domain, engines, migrations, snapshots, tokens
@@ -36,5 +38,13 @@ urlpatterns = [
     path("v1/databases/", catalog.CatalogView.as_view(), name="catalog"),
     path("v1/databases/<str:db>/", include(database_urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The split view serves its start-up script as a file (the CSP allows no inline script);
+    # Swagger UI sets inline styles and data: icons, allowed on this page alone (never scripts).
+    path(
+        "docs/",
+        csp_update({"style-src": [UNSAFE_INLINE], "img-src": ["data:"]})(
+            SpectacularSwaggerSplitView.as_view(url_name="api:schema")
+        ),
+        name="docs",
+    ),
 ]
