@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "snapshots",
     # Migrating a database with a snapshot as the safety net (needs dbselect and snapshots).
     "migrating",
+    # Seed packages, export and import of a database's domain data (bundles/).
+    "bundles",
     "nukeworks.companies",
     # The REST API: /api/v1/databases/{label|current}/… (needs dbselect and the domain).
     "api",
@@ -166,6 +168,13 @@ DBSELECT = {
     "EMPTY_MARKER_TABLE": "companies_company",
     "EMPTY_MARKER_MESSAGE": "This database holds no companies yet: is it the one you meant?",
 }
+
+# Seed packages (bundles/): seeds/<name>/<version>/, and the size limits of bundles read.
+NUKEWORKS_SEEDS_DIR = Path(env.str("NUKEWORKS_SEEDS_DIR", default=str(BASE_DIR / "seeds")))
+NUKEWORKS_BUNDLE_MAX_BYTES = env.int("NUKEWORKS_BUNDLE_MAX_BYTES", default=2 * 1024**3)
+NUKEWORKS_BUNDLE_UPLOAD_MAX_BYTES = env.int(
+    "NUKEWORKS_BUNDLE_UPLOAD_MAX_BYTES", default=200 * 1024**2
+)
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"

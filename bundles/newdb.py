@@ -1,0 +1,209 @@
+"""Build a new database file, databases/<label>/nukeworks.sqlite, from a package (or empty).
+
+The file is built under a temporary name in its folder, migrated, seeded, checked and stamped
+(`system_settings`: `seed_name`, `seed_version`, `seed_status` "building" at the start and
+"ready" at the very end), and only then moved into place with a link that refuses an existing
+name: nothing is ever overwritten and nobody can select a half-built file (the scanner only
+sees `nukeworks.sqlite`). A failed build removes its temporary file; calling again after an
+interrupted run (a killed worker) cleans the stale temporary file and starts over, so the
+build is idempotent by label. Two builds of one label never run at once (a lock file).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import DatabaseError, connections
+
+from bundles.package import BundleError, Package, Progress, apply
+from dbselect import engines, state
+from dbselect.conf import get_config
+from dbselect.files.locks import LockTimeout, flocked
+from dbselect.layout import snapshot_dir_for
+from dbselect.models import SystemSetting
+
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+SEED_NAME = "seed_name"
+SEED_VERSION = "seed_version"
+SEED_STATUS = "seed_status"
+BUILDING = "building"
+READY = "ready"
+TEMP_SUFFIX = ".building"
+LOCK_NAME = ".build.lock"
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+class HashedPassword(str):
+    """An admin password that is already a Django password hash ("copy my current login")."""
+
+
+def database_path(label: str) -> Path:
+    """Return databases/<label>/nukeworks.sqlite for a valid label; raise BundleError."""
+    if not isinstance(label, str) or not LABEL_RE.match(label):
+        raise BundleError(
+            f"Invalid label {label!r}: 1-40 letters, digits, '-' or '_', starting with a "
+            "letter or digit."
+        )
+    config = get_config()
+    return Path(config["DATABASES_DIR"]) / label / config["DATABASE_FILENAME"]
+
+
+def temp_path_for(final: Path) -> Path:
+    """Return the temporary name a database is built under, beside its final name."""
+    return final.parent / f".{final.name}{TEMP_SUFFIX}"
+
+
+def remove_file(path: Path) -> None:
+    """Remove a (closed) database file and its -wal/-shm/-journal companions."""
+    engines.dispose(str(path))
+    for suffix in _COMPANIONS:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _ready_and_same(final: Path, package: Package | None) -> bool:
+    """Return True when `final` is a finished build of `package` (a retried job's result)."""
+    try:
+        conn = sqlite3.connect(f"{final.as_uri()}?mode=ro", uri=True)
+        try:
+            rows = dict(
+                conn.execute(
+                    "SELECT key, value FROM system_settings WHERE key IN (?, ?, ?)",
+                    (SEED_NAME, SEED_VERSION, SEED_STATUS),
+                ).fetchall()
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    name = package.name if package else ""
+    version = str(package.version) if package else ""
+    return rows == {SEED_NAME: name, SEED_VERSION: version, SEED_STATUS: READY}
+
+
+def build_new_database(
+    label: str,
+    *,
+    package: Package | None,
+    display_name: str,
+    admin: tuple[str, str] | None,
+    progress: Progress | None = None,
+    exist_ok: bool = False,
+) -> Path:
+    """Build databases/<label>/nukeworks.sqlite from `package` (None: empty); return its path.
+
+    `admin` is (username, password) of the first administrator (a superuser); wrap the
+    password in `HashedPassword` to store an existing hash as is. An existing label is
+    refused (BundleError) unless `exist_ok` and it is a finished build of the same package
+    (a retried job), which is returned unchanged. `progress(done, total)` follows the rows.
+    """
+    final = database_path(label)
+    if final.exists() and not exist_ok:
+        raise BundleError(f"A database with the label {label!r} already exists.")
+    folder = final.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with flocked(folder / LOCK_NAME, exclusive=True, timeout=0):
+            if os.path.lexists(final):
+                if exist_ok and _ready_and_same(final, package):
+                    return final
+                raise BundleError(f"A database with the label {label!r} already exists.")
+            return _build(final, package, display_name, admin, progress)
+    except LockTimeout:
+        raise BundleError(f"The database {label!r} is being built by someone else.") from None
+
+
+def _build(
+    final: Path,
+    package: Package | None,
+    display_name: str,
+    admin: tuple[str, str] | None,
+    progress: Progress | None,
+) -> Path:
+    temp = temp_path_for(final)
+    # A stale file of an interrupted build: nobody else builds this label (we hold the lock).
+    remove_file(temp)
+    engines.create_file(str(temp))
+    alias = engines.register(str(temp)).alias
+    try:
+        with state.override(alias):
+            call_command("migrate", database=alias, interactive=False, verbosity=0)
+            SystemSetting.set_value(SEED_STATUS, BUILDING, using=alias)
+            SystemSetting.set_value(SEED_NAME, package.name if package else "", using=alias)
+            SystemSetting.set_value(
+                SEED_VERSION, str(package.version) if package else "", using=alias
+            )
+            SystemSetting.set_value(SystemSetting.DISPLAY_NAME, display_name, using=alias)
+            if admin is not None:
+                _create_admin(alias, *admin)
+            if package is not None:
+                apply(package, alias, progress=progress)
+            elif progress:
+                progress(0, 0)
+            _check(alias)
+            SystemSetting.set_value(SEED_STATUS, READY, using=alias)
+            with connections[alias].cursor() as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connections[alias].close()
+        engines.dispose(str(temp))
+        if os.path.exists(f"{temp}-wal") and os.path.getsize(f"{temp}-wal"):
+            raise BundleError("The new database could not be written completely (WAL left).")
+        place_new_file(temp, final)
+        snapshot_dir_for(final).mkdir(exist_ok=True)
+    except FileExistsError:
+        remove_file(temp)
+        raise BundleError(f"A database already exists at {final}.") from None
+    except BaseException as exc:
+        connections[alias].close()
+        remove_file(temp)
+        if isinstance(exc, DatabaseError):
+            raise BundleError(f"The new database could not be built: {exc}.") from exc
+        raise
+    remove_file(temp)
+    return final
+
+
+def place_new_file(temp: Path, final: Path) -> None:
+    """Give the finished file at `temp` its final name; never replace an existing file.
+
+    link() refuses an existing name atomically; file systems without hard links (some shares)
+    get a rename after an existence check.
+    """
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if os.path.lexists(final):
+            raise FileExistsError(str(final)) from None
+        os.rename(temp, final)
+
+
+def _create_admin(alias: str, username: str, password: str) -> None:
+    users = get_user_model()._default_manager.db_manager(alias)
+    if isinstance(password, HashedPassword):
+        user = users.model(username=username, is_staff=True, is_superuser=True)
+        user.password = str(password)
+        user.save(using=alias)
+    else:
+        users.create_superuser(username=username, email="", password=password)
+
+
+def _check(alias: str) -> None:
+    """Refuse a file whose references or pages are not sound (cheap on a new file)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("PRAGMA foreign_key_check")
+        broken = cursor.fetchall()
+        if broken:
+            raise BundleError(f"The new database has broken references: {broken[:5]}.")
+        cursor.execute("PRAGMA quick_check")
+        result = [r[0] for r in cursor.fetchall()]
+        if result != ["ok"]:
+            raise BundleError(f"The new database failed its check: {result[:5]}.")
