@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.utils import timezone
 
 from bundles import conf, schema
@@ -563,6 +563,7 @@ class _Converter:
         self.fields = table.fields()
         self.columns = [f.attname for f in self.fields]
         self.column_set = set(self.columns)
+        self.choices = {f.attname: {c[0] for c in f.flatchoices} for f in self.fields if f.choices}
 
     def check_keys(self, row: Any, where: str) -> dict[str, Any]:
         if not isinstance(row, dict):
@@ -578,7 +579,7 @@ class _Converter:
         return row
 
     def values(self, row: dict[str, Any], where: str) -> list[Any]:
-        """Return the row's Python values, validated (no database access)."""
+        """Return the row's Python values, validated as the model's fields do (no queries)."""
         out = []
         for f in self.fields:
             value = row[f.attname]
@@ -587,14 +588,16 @@ class _Converter:
                     if not f.null:
                         raise ValidationError("may not be empty (null)")
                 else:
-                    if isinstance(value, dict | list):
-                        raise ValidationError("must be a plain value")
+                    if isinstance(value, dict | list) or (
+                        isinstance(value, bool) and not isinstance(f, models.BooleanField)
+                    ):
+                        raise ValidationError(f"has the wrong type ({type(value).__name__})")
                     value = f.to_python(value)
-                    max_length = getattr(f, "max_length", None)
-                    if max_length and isinstance(value, str) and len(value) > max_length:
-                        raise ValidationError(f"is longer than {max_length} characters")
-                    if f.choices and value not in {c[0] for c in f.flatchoices}:
+                    if value == "" and not f.blank:
+                        raise ValidationError("may not be blank")
+                    if f.choices and value not in self.choices[f.attname]:
                         raise ValidationError(f"{value!r} is not one of its choices")
+                    f.run_validators(value)
             except ValidationError as exc:
                 message = "; ".join(str(m) for m in exc.messages)
                 raise BundleError(f"{where}: {f.attname} {message}.") from None
@@ -671,7 +674,14 @@ def _check_target(alias: str, include_users: bool) -> None:
         )
 
 
-def _validate(package: Package, source: _Source, steps: list, alias: str) -> None:
+def _validate(
+    package: Package,
+    source: _Source,
+    steps: list,
+    alias: str,
+    progress: Progress | None = None,
+    total: int = 0,
+) -> None:
     """Read every row once: columns, values, unique keys and references, row counts, checksums.
 
     Every table of the package is read (users too, even when they are not applied), in
@@ -679,6 +689,7 @@ def _validate(package: Package, source: _Source, steps: list, alias: str) -> Non
     """
     ids: dict[str, set[int]] = {}
     digests: dict[str, str] = {}
+    done = 0
     for table in tables_for(package.include_users):
         converter = _Converter(table, alias)
         digest = hashlib.sha256()
@@ -690,6 +701,9 @@ def _validate(package: Package, source: _Source, steps: list, alias: str) -> Non
         for where, row in _rows(source, table, steps, digest):
             values = converter.values(converter.check_keys(row, where), where)
             count += 1
+            done += 1
+            if progress and not done % BATCH:
+                progress(done, total)
             pk = values[0]
             if not isinstance(pk, int) or pk in seen:
                 raise BundleError(f"{where}: the key {pk!r} is used twice in {table.label}.")
@@ -745,7 +759,9 @@ def apply(
     are validated first (columns, values, unique keys, references, counts, checksum); then
     everything is written in one transaction. Users come along when the package has them and
     `include_users` is not False; a user whose username exists in the target is kept as it
-    is (the bundle's is skipped). Returns rows inserted per table label.
+    is (the bundle's is skipped). `progress(done, total)` counts rows read: each row of the
+    package once while validating, and each applied row again while writing. Returns rows
+    inserted per table label.
     """
     users = package.include_users if include_users is None else bool(include_users)
     if users and not package.include_users:
@@ -753,15 +769,18 @@ def apply(
     tables = tuple(t for t in tables_for(users))
     steps = _plan(package, users)
     _check_target(alias, users)
-    total = sum(package.counts[t.label] for t in tables)
+    # Progress counts rows read: every row of the package once to validate it, then the
+    # applied rows again to write them.
+    checked = sum(package.counts.values())
+    total = checked + sum(package.counts[t.label] for t in tables)
     with _Source(package.path, conf.max_bytes()) as source:
-        _validate(package, source, steps, alias)
+        _validate(package, source, steps, alias, progress, total)
         try:
             with transaction.atomic(using=alias):
                 # Checked again under the write lock: nobody added data meanwhile.
                 if domain_rows(alias):
                     raise BundleError("The target database received data meanwhile.")
-                counts = _write(package, source, tables, steps, alias, total, progress)
+                counts = _write(source, tables, steps, alias, checked, total, progress)
         except IntegrityError as exc:
             raise BundleError(f"The bundle's data conflicts with the database ({exc}).") from None
     if progress:
@@ -770,17 +789,16 @@ def apply(
 
 
 def _write(
-    package: Package,
     source: _Source,
     tables: tuple[Table, ...],
     steps: list,
     alias: str,
+    done: int,
     total: int,
     progress: Progress | None,
 ) -> dict[str, int]:
     mapping: dict[str, dict[int, int]] = {}
     counts: dict[str, int] = {}
-    done = 0
     digest = hashlib.sha256()  # only for reading; validated already
     with connections[alias].cursor() as cursor:
         for table in tables:
@@ -866,8 +884,12 @@ def _read_snapshot(alias: str) -> Iterator[None]:
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("COMMIT")
+        # Only reads happened: ending the transaction either way changes nothing.
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+        except DatabaseError:
+            pass
 
 
 def _check_name(name: str, version: str | int) -> int | str:

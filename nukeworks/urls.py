@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("snapshots.urls")),
     path("", include("migrating.urls")),
+    path("", include("bundles.urls")),
     path("", include("nukeworks.companies.urls")),
 ]
 
