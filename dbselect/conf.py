@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     "HOME_URL": "/",
     # The view applying migrations after approval (URL name or path); None: no approve form.
     "MIGRATE_URL": None,
+    # The page creating a new database (URL name or path, shown to operators); None: no link.
+    "CREATE_URL": None,
+    # The progress page of a database being prepared: a URL name taking the label as its one
+    # argument; None: such databases are listed without a link.
+    "PREPARING_URL": None,
     # Apps whose migrations mark a file as one of this project's databases.
     "SCHEMA_APPS": ["dbselect"],
     # A table that is empty in a database nobody has used yet (None: no "empty" warning),

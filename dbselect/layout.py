@@ -6,12 +6,31 @@ layout from this module, so neither imports the other's internals.
     <folder>/<name>.sqlite                       the database
     <folder>/snapshots/                          its snapshots (shared by the folder's files)
     <folder>/snapshots/<label>-YYYYmmdd-HHMMSS-<8 hex>.sqlite
+    <folder>/.preparing.json                     a database being built (see below)
+    <folder>/.preparing.lock                     flock()ed by its builder while at work
+
+A database being built in the background (the provisioning app) has no file at its path yet,
+only a small JSON marker in its folder that the builder rewrites as it goes and removes once
+the file is in place:
+
+    {"state": "queued|building|failed", "done": n, "total": m, "message": "…",
+     "job": "<id>", "updated": <unix time>, "display_name": "…"}
+
+dbselect reads it (`preparing`) to list the database as "being prepared" and to send
+sessions to its progress page; it never writes it. A marker that says "building" while nobody
+holds the lock belongs to a builder that died: `preparing` reports it as "interrupted".
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import stat
 from pathlib import Path
+from typing import Any
+
+from dbselect.files import locks
 
 SNAPSHOTS_FOLDER = "snapshots"
 SNAPSHOT_SUFFIX = ".sqlite"
@@ -37,3 +56,104 @@ def is_snapshot_path(path: str | Path) -> bool:
     """Return True for a file named like a snapshot inside a snapshots/ folder."""
     path = Path(path)
     return path.parent.name == SNAPSHOTS_FOLDER and is_snapshot_name(path.name)
+
+
+# -- a database being prepared (written by the provisioning app, read here)
+PREPARING_MARKER = ".preparing.json"
+PREPARING_LOCK = ".preparing.lock"
+PREPARING_STATES = ("queued", "building", "failed")
+# Reported instead of "building" when no builder holds the lock any more.
+INTERRUPTED = "interrupted"
+INTERRUPTED_MESSAGE = (
+    "Building stopped before the end (its worker was stopped or killed); nothing was served. "
+    "An operator can rebuild or discard it."
+)
+# A marker is a few hundred bytes; anything larger is not one.
+MAX_MARKER_BYTES = 64 * 1024
+MAX_MARKER_MESSAGE = 2000
+
+
+def preparing_marker_for(folder: str | Path) -> Path:
+    """Return the path of the marker of a database being prepared in `folder`."""
+    return Path(folder) / PREPARING_MARKER
+
+
+def preparing(folder: str | Path) -> dict[str, Any] | None:
+    """Return the marker of a database being prepared in `folder`, or None when it has none.
+
+    The folder may lie on a share others write to: only a regular file (never followed
+    through a link) of at most MAX_MARKER_BYTES counts, and only the known keys are returned,
+    with their types checked. A marker that cannot be read as one says state "failed".
+    """
+    path = preparing_marker_for(folder)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _unreadable_marker("its progress file cannot be opened")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_MARKER_BYTES:
+            return _unreadable_marker("its progress file is not a regular small file")
+        raw = os.read(fd, MAX_MARKER_BYTES + 1)
+    except OSError:
+        return _unreadable_marker("its progress file cannot be read")
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _unreadable_marker("its progress file is not valid JSON")
+    if not isinstance(data, dict):
+        return _unreadable_marker("its progress file is not a JSON object")
+    state = data.get("state")
+    state = state if state in PREPARING_STATES else "failed"
+    message = str(data.get("message") or "")[:MAX_MARKER_MESSAGE]
+    if state == "building" and not builder_at_work(folder):
+        state, message = INTERRUPTED, INTERRUPTED_MESSAGE
+    return {
+        "state": state,
+        "done": _count(data.get("done")),
+        "total": _count(data.get("total")),
+        "message": message,
+        "job": str(data.get("job") or "")[:100],
+        "updated": _number(data.get("updated")),
+        "display_name": str(data.get("display_name") or "")[:200],
+    }
+
+
+def builder_at_work(folder: str | Path) -> bool:
+    """Return True while a builder holds `folder`'s lock (any process of this machine)."""
+    path = Path(folder) / PREPARING_LOCK
+    if not path.exists():
+        return False
+    try:
+        with locks.flocked(path, exclusive=True, timeout=0):
+            return False
+    except locks.LockTimeout:
+        return True
+    except OSError:
+        return False
+
+
+def _unreadable_marker(why: str) -> dict[str, Any]:
+    return {
+        "state": "failed",
+        "done": 0,
+        "total": 0,
+        "message": f"The database is not ready: {why}.",
+        "job": "",
+        "updated": None,
+        "display_name": "",
+    }
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None

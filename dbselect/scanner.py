@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dbselect.conf import get_config
 from dbselect.files.schema import SchemaState
-from dbselect.files.validation import ValidationFailed, inspect_database
+from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
+from dbselect.layout import preparing
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,16 @@ class ScannedDatabase:
     state: SchemaState | None
     error: str | None
     is_empty: bool = False
+    # A database being built in the background (no file yet): its marker (dbselect.layout).
+    preparing: dict | None = None
+    # A file whose building never finished (seed_status not "ready"): never served.
+    not_ready: bool = False
+    # Where its progress is followed (filled by the selector view, DBSELECT["PREPARING_URL"]).
+    progress_url: str = ""
 
     @property
     def usable(self) -> bool:
-        return self.state is SchemaState.UP_TO_DATE
+        return self.state is SchemaState.UP_TO_DATE and self.error is None
 
 
 def database_files(root: Path | None = None) -> list[tuple[str, str]]:
@@ -46,8 +53,54 @@ def database_files(root: Path | None = None) -> list[tuple[str, str]]:
     return found
 
 
+def preparing_databases(root: Path | None = None) -> list[tuple[str, str, dict]]:
+    """Return (label, future path, marker) for each label folder being prepared, by label.
+
+    A database is being prepared while its folder holds the marker (dbselect.layout) and no
+    database file yet.
+    """
+    config = get_config()
+    root = Path(root or config["DATABASES_DIR"])
+    filename = config["DATABASE_FILENAME"]
+    found = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        candidate = os.path.join(entry.path, filename)
+        if os.path.lexists(candidate):
+            continue
+        marker = preparing(entry.path)
+        if marker is not None:
+            found.append((entry.name, os.path.normpath(os.path.abspath(candidate)), marker))
+    return found
+
+
+def preparing_at(path: object) -> tuple[str, dict] | None:
+    """Return (label, marker) when `path` names databases/<label>/<file> being prepared."""
+    if not isinstance(path, str) or not path or "\x00" in path:
+        return None
+    config = get_config()
+    root = os.path.normpath(os.path.abspath(config["DATABASES_DIR"]))
+    candidate = os.path.normpath(path)
+    folder, name = os.path.split(candidate)
+    if name != config["DATABASE_FILENAME"] or os.path.dirname(folder) != root:
+        return None
+    label = os.path.basename(folder)
+    if label.startswith(".") or os.path.lexists(candidate):
+        return None
+    marker = preparing(folder)
+    return (label, marker) if marker is not None else None
+
+
 def scan(root: Path | None = None) -> list[ScannedDatabase]:
-    """Validate each project database read-only and return it with its friendly name."""
+    """Validate each project database read-only and return it with its friendly name.
+
+    Databases being prepared are listed too (state None, `preparing` set), in label order.
+    """
     results = []
     for label, path in database_files(root):
         try:
@@ -55,14 +108,20 @@ def scan(root: Path | None = None) -> list[ScannedDatabase]:
         except ValidationFailed as exc:
             results.append(ScannedDatabase(label, path, label, None, exc.reason))
             continue
+        # A file whose building never finished is never served (seed_status).
+        not_ready = not_ready_reason(info)
         results.append(
             ScannedDatabase(
                 label=label,
                 path=path,
                 display_name=info.display_name or label,
                 state=info.state,
-                error=None,
+                error=not_ready,
                 is_empty=info.is_empty,
+                not_ready=not_ready is not None,
             )
         )
-    return results
+    for label, path, marker in preparing_databases(root):
+        name = marker.get("display_name") or label
+        results.append(ScannedDatabase(label, path, name, None, None, preparing=marker))
+    return sorted(results, key=lambda db: db.label)

@@ -7,6 +7,7 @@ dbselect itself names none of them: the approve form posts to DBSELECT["MIGRATE_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from urllib.parse import urlencode
 
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render, resolve_url
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -36,6 +38,18 @@ def migrate_url() -> str | None:
     """Return where the approve form posts (DBSELECT["MIGRATE_URL"]), None when nowhere."""
     target = get_config()["MIGRATE_URL"]
     return resolve_url(target) if target else None
+
+
+def create_url() -> str | None:
+    """Return the page creating a database (DBSELECT["CREATE_URL"]), None when there is none."""
+    target = get_config()["CREATE_URL"]
+    return resolve_url(target) if target else None
+
+
+def preparing_url(label: str) -> str | None:
+    """Return the progress page of a database being prepared (DBSELECT["PREPARING_URL"])."""
+    target = get_config()["PREPARING_URL"]
+    return reverse(target, args=[label]) if target else None
 
 
 def safe_next(request: HttpRequest) -> str:
@@ -86,7 +100,12 @@ def _browse_start(history: dict) -> str:
 def _selector_context(request: HttpRequest, **extra: object) -> dict:
     # The machine's history, or in production (unless an operator) this session's own.
     cache = selector_cache.for_request(request)
-    databases = scanner.scan()
+    databases = [
+        dataclasses.replace(db, progress_url=preparing_url(db.label) or "")
+        if db.preparing is not None or db.not_ready
+        else db
+        for db in scanner.scan()
+    ]
     known = {db.path for db in databases}
     recent = [p for p in cache["recent_paths"] if p not in known]
     last_used = _last_used(request, cache)
@@ -99,6 +118,7 @@ def _selector_context(request: HttpRequest, **extra: object) -> dict:
         "checked_path": request.POST.get("choice") or current or last_used,
         "browse_start": _browse_start(cache),
         "next": safe_next(request),
+        "create_url": create_url(),
         **extra,
     }
 
@@ -110,6 +130,10 @@ def select_database(request: HttpRequest) -> HttpResponse:
         return render_selector(request)
     typed = request.POST.get("path", "")
     raw = typed if typed.strip() else request.POST.get("choice", "")
+    # A database still being built has no file yet: follow its progress instead.
+    being_prepared = scanner.preparing_at(raw)
+    if being_prepared is not None and preparing_url(being_prepared[0]):
+        return HttpResponseRedirect(preparing_url(being_prepared[0]))
     result = selection.select(request, raw, display_name=request.POST.get("display_name", ""))
     if result.ok:
         for warning in result.warnings:

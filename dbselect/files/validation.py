@@ -24,6 +24,10 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_SIZE = 100
 DISPLAY_NAME_KEY = "db_display_name"
 SETTINGS_TABLE = "system_settings"
+# Stamped by the builder of a new database (provisioning): "building" first, "ready" last.
+# A file without it (made before seed packages existed, or by initdb) counts as ready.
+SEED_STATUS_KEY = "seed_status"
+SEED_READY = "ready"
 # Seconds the SQLite part of validation may run before it is interrupted.
 VALIDATION_TIME_LIMIT = 2.0
 
@@ -76,11 +80,13 @@ class DatabaseInfo:
     pending: tuple[Migration, ...] = ()
     unknown: tuple[Migration, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    # system_settings.seed_status, None when the file has none (then it counts as ready).
+    seed_status: str | None = None
 
     @property
     def usable(self) -> bool:
         """Return True when the file can be switched to at once."""
-        return self.state is SchemaState.UP_TO_DATE
+        return self.state is SchemaState.UP_TO_DATE and not_ready_reason(self) is None
 
 
 def parse_header(data: bytes, size: int) -> SqliteHeader:
@@ -310,12 +316,19 @@ def _inspect_open(
     }
     comparison = compare(applied)
     display_name = None
+    seed_status = None
     if SETTINGS_TABLE in tables:
-        row = conn.execute(
-            f'SELECT value FROM "{SETTINGS_TABLE}" WHERE key = ?', (DISPLAY_NAME_KEY,)
-        ).fetchone()
-        if row and isinstance(row[0], str) and row[0].strip():
-            display_name = row[0].strip()
+        stored = dict(
+            conn.execute(
+                f'SELECT key, value FROM "{SETTINGS_TABLE}" WHERE key IN (?, ?)',
+                (DISPLAY_NAME_KEY, SEED_STATUS_KEY),
+            ).fetchall()
+        )
+        name = stored.get(DISPLAY_NAME_KEY)
+        if isinstance(name, str) and name.strip():
+            display_name = name.strip()
+        if SEED_STATUS_KEY in stored:
+            seed_status = str(stored[SEED_STATUS_KEY] or "")[:100]
     is_empty = _is_empty(conn, tables)
     warnings = (
         (str(get_config()["EMPTY_MARKER_MESSAGE"]),)
@@ -332,6 +345,7 @@ def _inspect_open(
         pending=comparison.pending,
         unknown=comparison.unknown,
         warnings=warnings,
+        seed_status=seed_status,
     )
 
 
@@ -380,6 +394,9 @@ def refusal_reason(info: DatabaseInfo) -> str | None:
         return (
             "This is a SQLite database, but not a NukeWorks one (it has no NukeWorks migrations)."
         )
+    reason = not_ready_reason(info)
+    if reason:
+        return reason
     if info.state is SchemaState.NEWER:
         names = migration_names(info.unknown)
         return (
@@ -390,3 +407,20 @@ def refusal_reason(info: DatabaseInfo) -> str | None:
         names = migration_names(info.pending)
         return f"This database needs migration before it can be used: {names}."
     return None
+
+
+def not_ready_reason(info: DatabaseInfo) -> str | None:
+    """Return why a file whose building never finished is not served, or None when it is ready.
+
+    The builder stamps seed_status "building" before it fills the file and "ready" last, so
+    any other value means the file is half-made (its building was interrupted, or it was
+    copied out of the folder while being built). A file with no seed_status counts as ready.
+    """
+    if info.seed_status is None or info.seed_status == SEED_READY:
+        return None
+    return (
+        f"This database was never finished: its building stopped before the end (seed status "
+        f"“{info.seed_status}”, not “{SEED_READY}”), so it is not opened. An operator can "
+        "rebuild or discard it from its progress page, or with manage.py createdb --retry / "
+        "manage.py discarddb."
+    )
