@@ -20,10 +20,11 @@ setup: venv
 	$(PY) manage.py ensureadmin --database default
 	$(PY) manage.py collectstatic --noinput -v 0
 
-## Serve on 127.0.0.1:8000 with gunicorn (gthread workers).
+## Serve on 127.0.0.1:8000 with gunicorn (gthread workers), and the task queue's worker
+## (manage.py run_huey: builds new databases) beside it; Ctrl+C stops both.
 run: setup
 	@echo "NukeWorks is serving on http://127.0.0.1:8000/ (Ctrl+C to stop)"
-	$(VENV)/bin/gunicorn -c nukeworks/gunicorn.conf.py
+	VENV=$(VENV) nukeworks/serve.sh
 
 ## A second database, databases/demo/, with a few companies.
 demo-data: setup

@@ -77,6 +77,11 @@ INSTALLED_APPS = [
     "nukeworks.companies",
     # The REST API: /api/v1/databases/{label|current}/… (needs dbselect and the domain).
     "api",
+    # The task queue (huey): `manage.py run_huey` is the worker `make run` starts.
+    "huey.contrib.djhuey",
+    # New databases built in the background from seed packages (needs bundles), behind a
+    # readiness gate.
+    "provisioning",
 ]
 
 MIDDLEWARE = [
@@ -167,6 +172,33 @@ DBSELECT = {
     "SELF_BINDING_PREFIXES": ["/api/"],
     "EMPTY_MARKER_TABLE": "companies_company",
     "EMPTY_MARKER_MESSAGE": "This database holds no companies yet: is it the one you meant?",
+    # The operators' "New database…" page and the progress page of a database being built.
+    "CREATE_URL": "provisioning:new",
+    "PREPARING_URL": "provisioning:progress",
+}
+
+# The task queue (huey via huey.contrib.djhuey; the worker is `manage.py run_huey`, started by
+# `make run`). Jobs persist in a SQLite file in instance/ (synchronous=FULL: a queued job
+# survives a power cut and a restart), or in Redis when REDIS_URL is set (several servers;
+# needs the `redis` client package). Never `immediate`: web requests only queue.
+REDIS_URL = env.str("REDIS_URL", default="")
+INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+HUEY = {
+    "name": "nukeworks",
+    "immediate": False,
+    # Progress and outcome live in each database's folder (provisioning.progress).
+    "results": False,
+    # An idle worker looks at the queue at least once a second (huey's default backs off to 10 s).
+    "consumer": {"workers": 2, "worker_type": "thread", "max_delay": 1.0},
+    **(
+        {"huey_class": "huey.RedisHuey", "url": REDIS_URL}
+        if REDIS_URL
+        else {
+            "huey_class": "huey.SqliteHuey",
+            "filename": str(INSTANCE_DIR / "huey.sqlite"),
+            "fsync": True,
+        }
+    ),
 }
 
 # Seed packages (bundles/): seeds/<name>/<version>/, and the size limits of bundles read.

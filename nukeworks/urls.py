@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("snapshots.urls")),
     path("", include("migrating.urls")),
     path("", include("bundles.urls")),
+    path("", include("provisioning.urls")),
     path("", include("nukeworks.companies.urls")),
 ]
 
