@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dbselect import layout
 from dbselect.conf import get_config
 from dbselect.files import locks
 from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
-from dbselect import layout
 from dbselect.layout import PREPARING_LOCK, PREPARING_MARKER, preparing, preparing_marker_for
 
 LOCK_FILE = PREPARING_LOCK
@@ -43,6 +43,7 @@ MISSING = "missing"  # nothing of that label
 IN_PROGRESS = (QUEUED, BUILDING)
 # Operators may rebuild or discard these.
 STOPPED = (FAILED, INTERRUPTED, NOT_READY)
+
 
 class BuilderBusy(Exception):
     """Another builder holds this label's lock."""
