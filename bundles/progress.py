@@ -25,7 +25,6 @@ class RowsBar:
                 total=total,
                 desc=self.what,
                 unit=" rows",
-                unit_scale=True,
                 # OutputWrapper of a management command, or a plain stream.
                 file=getattr(self.stream, "_out", self.stream),
                 mininterval=0.2,
