@@ -27,6 +27,7 @@ from dbselect.files.validation import (
     inspect_database,
     refusal_reason,
 )
+from dbselect.layout import preparing
 
 CURRENT = "current"
 # A folder name: no separator, never "." or "..".
@@ -69,10 +70,41 @@ def target_for(request: HttpRequest, db: str) -> str:
         path = os.path.join(config["DATABASES_DIR"], db, config["DATABASE_FILENAME"])
         if os.path.isfile(path):
             return os.path.normpath(os.path.abspath(path))
+        marker = preparing(os.path.dirname(path))
+        if marker is not None:
+            raise being_prepared(db, marker)
     raise ApiError(
         "unknown_database",
         f"No database is labelled {db!r} in this server's catalog.",
         status.HTTP_404_NOT_FOUND,
+    )
+
+
+# What of a database's preparation marker (dbselect.layout) the API shows.
+PROGRESS_KEYS = ("state", "done", "total", "message", "updated", "display_name")
+
+
+def being_prepared(db: str, marker: dict) -> ApiError:
+    """Return the answer for a database still being built: 503 with Retry-After, or 409.
+
+    Queued or building: 503 and the progress (come back later). Failed or interrupted (its
+    builder died): 409 with the reason;
+    an operator rebuilds or discards it (POST …/databases/{label}/rebuild or …/discard).
+    """
+    progress = {key: marker[key] for key in PROGRESS_KEYS}
+    if marker["state"] in ("failed", "interrupted"):
+        return ApiError(
+            "database_not_ready",
+            f"The database {db!r} was never finished: {marker['message']}",
+            status.HTTP_409_CONFLICT,
+            detail={"progress": progress},
+        )
+    return ApiError(
+        "database_preparing",
+        f"The database {db!r} is being prepared ({marker['state']}); retry after Retry-After.",
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail={"progress": progress},
+        retry_after=True,
     )
 
 

@@ -58,15 +58,31 @@ class TokenSerializer(serializers.Serializer):
     username = serializers.CharField()
 
 
+class CatalogProgressSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["queued", "building", "failed", "interrupted"])
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+    message = serializers.CharField(allow_blank=True)
+    updated = serializers.FloatField(allow_null=True)
+    display_name = serializers.CharField(allow_blank=True)
+
+
 class CatalogEntrySerializer(serializers.Serializer):
     label = serializers.CharField()
     display_name = serializers.CharField()
     size = serializers.IntegerField(allow_null=True)
     modified = serializers.DateTimeField(allow_null=True)
     state = serializers.ChoiceField(
-        choices=["up_to_date", "needs_migration", "newer", "invalid"],
+        choices=["up_to_date", "needs_migration", "newer", "invalid", "preparing", "not_ready"],
+        help_text=(
+            "preparing: being built in the background (see progress); not_ready: a file whose "
+            "building never finished (never served)."
+        ),
     )
     detail = serializers.CharField(allow_blank=True)
+    progress = CatalogProgressSerializer(
+        allow_null=True, help_text="While the database is being prepared; else null."
+    )
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -210,3 +226,90 @@ class EngineDisposeSerializer(serializers.Serializer):
 
 class EngineDisposedSerializer(serializers.Serializer):
     disposed = serializers.ListField(child=serializers.CharField())
+
+
+# --- New databases (provisioning; operators): create, follow, rebuild, discard.
+
+
+class PreparingProgressSerializer(serializers.Serializer):
+    """Where a database being prepared stands (provisioning.progress.Status)."""
+
+    label = serializers.CharField()
+    state = serializers.ChoiceField(
+        choices=[
+            "queued",
+            "building",
+            "failed",
+            "interrupted",
+            "not_ready",
+            "unusable",
+            "ready",
+        ],
+        help_text=(
+            "queued (waiting for a worker), building, failed (message says why), interrupted "
+            "(its worker stopped), not_ready (a file whose seed_status is not ready), unusable, "
+            "ready."
+        ),
+    )
+    done = serializers.IntegerField(help_text="Build steps done (rows read).")
+    total = serializers.IntegerField(help_text="Build steps in all (0 while unknown).")
+    percent = serializers.IntegerField()
+    message = serializers.CharField(allow_blank=True)
+    job = serializers.CharField(allow_blank=True)
+    updated = serializers.FloatField(allow_null=True, help_text="Unix time of the last report.")
+    display_name = serializers.CharField(allow_blank=True)
+
+
+class NewAdminSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class DatabaseCreateSerializer(serializers.Serializer):
+    label = serializers.CharField(
+        max_length=40, help_text="Folder name under databases/: letters, digits, '-', '_'."
+    )
+    display_name = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="Default: the label."
+    )
+    seed = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Seed package as name@version (GET the catalog's seeds); null: empty.",
+    )
+    admin = NewAdminSerializer(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The first administrator; its password is stored only as a hash.",
+    )
+    copy_my_login = serializers.BooleanField(
+        default=False,
+        help_text="The first administrator is the token's own user (username and password).",
+    )
+
+    def validate(self, data):
+        if data.get("admin") and data.get("copy_my_login"):
+            raise serializers.ValidationError("Give either admin or copy_my_login, not both.")
+        return data
+
+
+class DatabaseJobSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    job = serializers.CharField(help_text="The queue's job id.")
+    state = serializers.CharField()
+    progress_url = serializers.CharField(help_text="GET it (operators) to follow the build.")
+    page_url = serializers.CharField(help_text="The progress page, for browsers.")
+
+
+class SeedPackageSerializer(serializers.Serializer):
+    ref = serializers.CharField(help_text="name@version, as `seed` takes it.")
+    name = serializers.CharField()
+    version = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+
+
+class DiscardedSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    moved_to = serializers.CharField(help_text="Where the folder went (never deleted).")

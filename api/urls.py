@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from api.views import catalog, domain, engines, migrations, snapshots, tokens
+from api.views import catalog, databases, domain, engines, migrations, snapshots, tokens
 
 app_name = "api"
 
@@ -30,6 +30,24 @@ database_urls = [
     path("engines/dispose", engines.EngineDisposeView.as_view(), name="engines-dispose"),
     path(
         "engines/dispose-idle", engines.EngineDisposeIdleView.as_view(), name="engines-dispose-idle"
+    ),
+    # Operators: new databases of the catalog (provisioning), built as background jobs.
+    path("databases/", databases.DatabaseCreateView.as_view(), name="databases"),
+    path("databases/seeds", databases.SeedListView.as_view(), name="database-seeds"),
+    path(
+        "databases/<str:label>",
+        databases.DatabaseProgressView.as_view(),
+        name="database-progress",
+    ),
+    path(
+        "databases/<str:label>/rebuild",
+        databases.DatabaseRebuildView.as_view(),
+        name="database-rebuild",
+    ),
+    path(
+        "databases/<str:label>/discard",
+        databases.DatabaseDiscardView.as_view(),
+        name="database-discard",
     ),
     path("", include(router.urls)),
 ]

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api import binding
 from api.serializers import CatalogEntrySerializer
 from dbselect import scanner
 from dbselect.files.schema import SchemaState
@@ -23,17 +24,28 @@ def _entry(db: scanner.ScannedDatabase) -> dict[str, object]:
         modified = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC)
     except OSError:
         size, modified = None, None
-    if db.state in (SchemaState.UP_TO_DATE, SchemaState.NEEDS_MIGRATION, SchemaState.NEWER):
+    progress = None
+    if db.preparing is not None:
+        # Being built (provisioning): no file yet, its progress instead.
+        state = "preparing"
+        progress = {key: db.preparing[key] for key in binding.PROGRESS_KEYS}
+    elif db.not_ready:
+        state = "not_ready"
+    elif db.state in (SchemaState.UP_TO_DATE, SchemaState.NEEDS_MIGRATION, SchemaState.NEWER):
         state = db.state.value
     else:
         state = "invalid"
+    detail = db.error or (db.state.label if db.state else "")
+    if progress is not None:
+        detail = progress["message"]
     return {
         "label": db.label,
         "display_name": db.display_name,
         "size": size,
         "modified": modified,
         "state": state,
-        "detail": db.error or (db.state.label if db.state else ""),
+        "detail": detail,
+        "progress": progress,
     }
 
 
