@@ -78,8 +78,11 @@ def preparing_marker_for(folder: str | Path) -> Path:
     return Path(folder) / PREPARING_MARKER
 
 
-def preparing(folder: str | Path) -> dict[str, Any] | None:
+def preparing(folder: str | Path, *, check_builder: bool = True) -> dict[str, Any] | None:
     """Return the marker of a database being prepared in `folder`, or None when it has none.
+
+    With `check_builder`, "building" becomes "interrupted" when no builder holds the lock
+    (the builder itself, holding it, reads the marker as written with check_builder=False).
 
     The folder may lie on a share others write to: only a regular file (never followed
     through a link) of at most MAX_MARKER_BYTES counts, and only the known keys are returned,
@@ -110,7 +113,7 @@ def preparing(folder: str | Path) -> dict[str, Any] | None:
     state = data.get("state")
     state = state if state in PREPARING_STATES else "failed"
     message = str(data.get("message") or "")[:MAX_MARKER_MESSAGE]
-    if state == "building" and not builder_at_work(folder):
+    if state == "building" and check_builder and not builder_at_work(folder):
         state, message = INTERRUPTED, INTERRUPTED_MESSAGE
     return {
         "state": state,

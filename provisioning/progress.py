@@ -178,8 +178,12 @@ class Status:
         return {**asdict(self), "percent": self.percent}
 
 
-def status(label: str) -> Status:
-    """Return where the database `label` stands (read-only)."""
+def status(label: str, *, holding_lock: bool = False) -> Status:
+    """Return where the database `label` stands (read-only).
+
+    `holding_lock`: the caller holds the label's builder lock, so a marker saying "building"
+    was left by a builder that died (the lock is ours, not a sign of life).
+    """
     folder = folder_for(label)
     path = database_path(label)
     if path.exists():
@@ -192,9 +196,11 @@ def status(label: str) -> Status:
         if reason:
             return Status(label, NOT_READY, message=reason, display_name=name)
         return Status(label, READY, message="The database is ready.", display_name=name)
-    marker = preparing(folder)
+    marker = preparing(folder, check_builder=not holding_lock)
     if marker is None:
         return Status(label, MISSING, message=f"No database is labelled {label!r}.")
+    if holding_lock and marker["state"] == BUILDING:
+        marker = {**marker, "state": INTERRUPTED, "message": layout.INTERRUPTED_MESSAGE}
     return Status(
         label,
         marker["state"],

@@ -254,7 +254,7 @@ def retry(
     _refuse_rebuild(current)
     try:
         with progress.builder_lock(folder):
-            current = progress.status(label)
+            current = progress.status(label, holding_lock=True)
             _refuse_rebuild(current)
             asked = progress.read_request(folder)
             if asked is None:
@@ -331,7 +331,7 @@ def discard(
     _refuse_discard(current)
     try:
         with progress.builder_lock(folder):
-            current = progress.status(label)
+            current = progress.status(label, holding_lock=True)
             _refuse_discard(current)
             target = _move_aside(label, only_database=False)
     except progress.BuilderBusy:
@@ -451,7 +451,7 @@ def run(label: str, job: str, *, on_progress: ProgressCallback | None = None) ->
 
 
 def _build(label: str, job: str, folder: Path, on_progress: ProgressCallback | None) -> None:
-    marker = preparing(folder)
+    marker = preparing(folder, check_builder=False)  # the lock is ours
     if marker is None or marker["job"] != job:
         logger.info("build skipped label=%s job=%s: superseded or discarded", label, job)
         return
