@@ -50,8 +50,22 @@ def test_the_import_reader_sees_imports_inside_functions(tmp_path):
 
 
 def test_dbselect_imports_no_app_built_on_it():
-    built_on_dbselect = ("snapshots", "migrating", "accounts", "nukeworks.companies", "api")
+    built_on_dbselect = (
+        "snapshots",
+        "migrating",
+        "accounts",
+        "nukeworks.companies",
+        "api",
+        "bundles",
+        "provisioning",
+        "huey",
+    )
     assert _imports_of("dbselect", built_on_dbselect) == []
+
+
+def test_provisioning_imports_nothing_of_the_api():
+    """The API creates databases through provisioning, never the other way round."""
+    assert _imports_of("provisioning", ("api",)) == []
 
 
 def test_snapshots_imports_nothing_of_migrating():
