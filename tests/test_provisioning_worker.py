@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from bundles import newdb
 from dbselect.conf import get_config
 from provisioning import progress, service, worker
 from tests.helpers import wait_for
-from tests.live import REPO
+from tests.live import REPO, GunicornServer
 from tests.test_provisioning import assert_holds_the_starter_package, settings_of
 
 ADMIN_PASSWORD = "Very-long-admin-pw-1"
@@ -197,3 +199,55 @@ def test_createdb_waits_for_the_running_worker(consumers):
     running.stop()
     assert "Executing provisioning.tasks.build_database" in running.output()
     assert_holds_the_starter_package(databases_dir() / "waited" / "nukeworks.sqlite")
+
+
+# --- the progress page in a real browser ----------------------------------------------------
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian's chromium is not installed (`make test` installs it with apt when root)",
+)
+def test_the_progress_page_follows_the_build_and_selects_the_database(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser_selector import CHROMIUM_ARGS
+
+    job = service.request_build("watched", seed="starter@1", via="test", enqueue=False)
+    folder = databases_dir() / "watched"
+    server = GunicornServer(
+        tmp_path, workers=1, settings_module="tests.settings", env={"NUKEWORKS_LIVE_SERVER": "1"}
+    ).start()
+    console: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.on("console", lambda message: console.append(message.text))
+            # Selecting it in the selector leads to its progress page.
+            page.goto(server.base + "/select-db")
+            page.check(f"input[value='{folder / 'nukeworks.sqlite'}']")
+            page.click("#select-form button[type=submit]")
+            page.wait_for_url("**/select-db/preparing/watched")
+            assert page.inner_text("#preparing-state") == "queued"
+            # The page follows the marker by itself ...
+            with progress.builder_lock(folder):  # a builder at work
+                progress.write(folder, state="building", job=job.job, done=30, total=60)
+                expect(page.locator("#preparing-count")).to_have_text("30 / 60")
+                expect(page.locator("#preparing-state")).to_have_text("building")
+                assert page.get_attribute("#preparing-bar", "value") == "50"
+            # ... and, once the database is ready, selects it (anonymous: the sign-in comes next).
+            # (Django refuses to run inside Playwright's event loop: the build runs in a thread.)
+            builder = threading.Thread(target=service.run, args=("watched", job.job))
+            builder.start()
+            builder.join(60)
+            page.wait_for_url("**/login/**")
+            assert "Now working on Watched" in page.content()
+            browser.close()
+    finally:
+        server.stop()
+    assert [m for m in console if "Content Security Policy" in m or "Refused" in m] == []
