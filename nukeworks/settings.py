@@ -188,8 +188,8 @@ HUEY = {
     "immediate": False,
     # Progress and outcome live in each database's folder (provisioning.progress).
     "results": False,
-    # An idle worker looks at the queue at least once a second (huey's default backs off to 10 s).
-    "consumer": {"workers": 2, "worker_type": "thread", "max_delay": 1.0},
+    # An idle worker looks at the queue twice a second (huey's default backs off to 10 s).
+    "consumer": {"workers": 2, "worker_type": "thread", "max_delay": 0.5},
     **(
         {"huey_class": "huey.RedisHuey", "url": REDIS_URL}
         if REDIS_URL

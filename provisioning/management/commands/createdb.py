@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from provisioning import progress, service, worker
 
 # Seconds between two looks at the marker while waiting for a worker.
-POLL_INTERVAL = 0.2
+POLL_INTERVAL = 0.1
 # Seconds a queued job may wait while no worker runs before this command builds it itself.
 NO_WORKER_GRACE = 2.0
 
