@@ -563,6 +563,7 @@ class _Converter:
         self.fields = table.fields()
         self.columns = [f.attname for f in self.fields]
         self.column_set = set(self.columns)
+        self.pairs = [(f, f.attname) for f in self.fields]
         self.choices = {f.attname: {c[0] for c in f.flatchoices} for f in self.fields if f.choices}
 
     def check_keys(self, row: Any, where: str) -> dict[str, Any]:
@@ -578,8 +579,13 @@ class _Converter:
             raise BundleError(f"{where}: the row's columns do not match ({detail}).")
         return row
 
-    def values(self, row: dict[str, Any], where: str) -> list[Any]:
-        """Return the row's Python values, validated as the model's fields do (no queries)."""
+    def values(self, row: dict[str, Any], where: str, *, check: bool = True) -> list[Any]:
+        """Return the row's Python values, validated as the model's fields do (no queries).
+
+        `check=False` (the write pass, after the validation pass) only converts the values.
+        """
+        if not check:
+            return [None if row[a] is None else f.to_python(row[a]) for f, a in self.pairs]
         out = []
         for f in self.fields:
             value = row[f.attname]
@@ -780,7 +786,7 @@ def apply(
                 # Checked again under the write lock: nobody added data meanwhile.
                 if domain_rows(alias):
                     raise BundleError("The target database received data meanwhile.")
-                counts = _write(source, tables, steps, alias, checked, total, progress)
+                counts = _write(package, source, tables, steps, alias, checked, total, progress)
         except IntegrityError as exc:
             raise BundleError(f"The bundle's data conflicts with the database ({exc}).") from None
     if progress:
@@ -789,6 +795,7 @@ def apply(
 
 
 def _write(
+    package: Package,
     source: _Source,
     tables: tuple[Table, ...],
     steps: list,
@@ -797,48 +804,57 @@ def _write(
     total: int,
     progress: Progress | None,
 ) -> dict[str, int]:
+    """Insert every row with a new key and remapped references (inside the caller's atomic).
+
+    The rows were validated by `_validate`; their bytes are hashed again here, so a bundle
+    changed between the two passes (a folder someone edits) fails and rolls back.
+    """
     mapping: dict[str, dict[int, int]] = {}
     counts: dict[str, int] = {}
-    digest = hashlib.sha256()  # only for reading; validated already
+    qn = connections[alias].ops.quote_name
     with connections[alias].cursor() as cursor:
         for table in tables:
             converter = _Converter(table, alias)
             model = table.model()
             db_table = model._meta.db_table
-            qn = connections[alias].ops.quote_name
             columns = converter.columns
             sql = (
                 f"INSERT INTO {qn(db_table)} ({', '.join(qn(c) for c in columns)}) "
                 f"VALUES ({', '.join(['%s'] * len(columns))})"
             )
+            refs = [(columns.index(column), target) for column, target in table.refs.items()]
+            keep = table.keep_existing_by
             existing: set[Any] = set()
-            if table.keep_existing_by:
-                existing = set(
-                    model.objects.using(alias).values_list(table.keep_existing_by, flat=True)
-                )
+            if keep:
+                existing = set(model.objects.using(alias).values_list(keep, flat=True))
             new_id = _next_id(cursor, db_table)
             keys: dict[int, int] = {}
             batch: list[list[Any]] = []
             inserted = 0
-            for where, row in _rows(source, table, steps, digest):
-                values = converter.values(row, where)
-                done += 1
-                if table.keep_existing_by and row[table.keep_existing_by] in existing:
-                    continue
-                keys[values[0]] = new_id
-                values[0] = new_id
-                new_id += 1
-                for column, target in table.refs.items():
-                    index = columns.index(column)
-                    if values[index] is not None:
-                        values[index] = mapping[target][values[index]]
-                batch.append(converter.db_values(values))
-                if len(batch) >= BATCH:
-                    cursor.executemany(sql, batch)
-                    inserted += len(batch)
-                    batch.clear()
-                    if progress:
-                        progress(done, total)
+            digest = hashlib.sha256()
+            try:
+                for where, row in _rows(source, table, steps, digest):
+                    values = converter.values(row, where, check=False)
+                    done += 1
+                    if keep and row[keep] in existing:
+                        continue
+                    keys[values[0]] = new_id
+                    values[0] = new_id
+                    new_id += 1
+                    for index, target in refs:
+                        if values[index] is not None:
+                            values[index] = mapping[target][values[index]]
+                    batch.append(converter.db_values(values))
+                    if len(batch) >= BATCH:
+                        cursor.executemany(sql, batch)
+                        inserted += len(batch)
+                        batch.clear()
+                        if progress:
+                            progress(done, total)
+            except (KeyError, TypeError, ValueError, ValidationError, decimal.InvalidOperation):
+                raise BundleError(_CHANGED) from None
+            if digest.hexdigest() != package.tables[table.label]["sha256"]:
+                raise BundleError(_CHANGED)
             if batch:
                 cursor.executemany(sql, batch)
                 inserted += len(batch)
@@ -847,6 +863,9 @@ def _write(
             if progress:
                 progress(done, total)
     return counts
+
+
+_CHANGED = "The bundle changed while it was being imported: nothing was imported."
 
 
 # -- exporting -------------------------------------------------------------------------------

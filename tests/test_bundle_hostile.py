@@ -370,3 +370,22 @@ def test_a_member_larger_than_declared_is_cut_off(tmp_path, settings):
     # refuses any byte past it: either way, refused without inflating the 5 MB.
     with pytest.raises(package.BundleError, match=r"damaged|larger than declared"):
         package.load(path)
+
+
+def test_a_bundle_changed_after_validation_is_rolled_back(tmp_path, make_database, monkeypatch):
+    """A folder edited between the validation pass and the write pass changes nothing."""
+    folder = make_bundle(tmp_path / "folder", companies=GOOD_COMPANIES, projects=GOOD_PROJECTS)
+    bundle = package.load(folder)
+    target = make_database(companies=[])
+    before = dump_without_audit(target)
+    validate = package._validate
+
+    def validate_then_tamper(*args, **kwargs):
+        validate(*args, **kwargs)
+        data = folder / "data" / "companies.project.jsonl"
+        data.write_bytes(jsonl([project(20, "Unit 1", 12345)]))
+
+    monkeypatch.setattr(package, "_validate", validate_then_tamper)
+    with pytest.raises(package.BundleError, match="changed while it was being imported"):
+        package.apply(bundle, engines.register(str(target)).alias)
+    assert dump_without_audit(target) == before
