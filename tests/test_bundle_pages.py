@@ -72,7 +72,9 @@ def test_export_downloads_the_selected_databases_bundle(make_database, tmp_path)
     assert package.load(tmp_path / "u.zip").counts["accounts.user"] == 1
 
 
-def test_import_uploads_into_an_empty_database(make_database, tmp_path):
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "temporary-file"])
+def test_import_uploads_into_an_empty_database(make_database, tmp_path, settings, in_memory):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440 if in_memory else 0
     source = make_database(companies=["Acme", "Bolt"])
     bundle = package.export(
         engines.register(str(source)).alias,
@@ -123,7 +125,7 @@ def test_an_upload_over_the_limit_is_refused_with_413(make_database, tmp_path, s
     )
     assert response.status_code == 413
     assert b"larger than the limit" in response.content
-    # A body whose declared size passes the first check is stopped while it is received.
+    # A body whose declared size passes the first check: the file's own size is checked.
     stream = client.post(
         "/bundles/import", {"bundle": SimpleUploadedFile("b.zip", b"\0" * 100_000)}
     )
