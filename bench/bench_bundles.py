@@ -171,9 +171,7 @@ def main() -> int:
             for name, command in export_jobs + import_jobs + new_jobs:
                 if command is None:
                     elapsed = manage(env, "initdb", f"newload{round_}")
-                    elapsed += manage(
-                        env, "loaddata", str(dump), "--database", f"newload{round_}"
-                    )
+                    elapsed += manage(env, "loaddata", str(dump), "--database", f"newload{round_}")
                 else:
                     elapsed = manage(env, *command)
                 times[name].append(elapsed)
