@@ -323,7 +323,7 @@ def discard(
     """Move the folder of a database that never became ready aside; return where it went.
 
     Never deletes anything: the folder goes to databases/.discarded/<label>-<UTC time>/.
-    Refused for a ready database (it may be in use) and while a builder is at work.
+    Refused for a ready or unreadable database (it may be in use) and while a builder is at work.
     """
     check_label(label)
     folder = progress.folder_for(label)
@@ -362,6 +362,14 @@ def _refuse_discard(current: Status) -> None:
         )
     if current.state == progress.BUILDING:
         raise _being_built(current.label)
+    if current.state == progress.UNUSABLE:
+        # Maybe a database in use that another program holds locked right now: never moved.
+        raise ProvisioningError(
+            f"The file of {current.label!r} cannot be read right now ({current.message}); "
+            "only databases that never became ready are discarded.",
+            code="not_discardable",
+            status=409,
+        )
 
 
 def discarded_dir() -> Path:

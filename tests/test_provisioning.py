@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.management import CommandError, call_command
 from django.test import Client
 from huey.contrib.djhuey import HUEY
@@ -31,10 +31,12 @@ SEED = Path(settings.BASE_DIR) / "seeds" / "starter" / "1" / "data"
 
 @pytest.fixture(autouse=True)
 def _empty_queue(tmp_path, settings):
-    """Each test starts with an empty queue and throttle budgets of its own."""
+    """Each test starts with an empty queue, and throttle and sign-in budgets of its own
+    (failed sign-ins of earlier tests count against this address)."""
     settings.DBSELECT = {**settings.DBSELECT, "ENGINE_STORE_DIR": tmp_path / "engines"}
     HUEY.flush()
     cache.clear()
+    caches["ratelimit"].clear()
     yield
     HUEY.flush()
     cache.clear()
@@ -542,3 +544,13 @@ def test_the_schema_documents_the_databases_endpoints(tmp_path):
     assert "/api/v1/databases/{db}/databases/:" in schema
     assert "/api/v1/databases/{db}/databases/{label}/rebuild:" in schema
     assert "DatabaseCreate" in schema and "PreparingProgress" in schema
+
+
+def test_an_unreadable_database_is_never_discarded():
+    folder = databases_dir() / "garbled"
+    folder.mkdir()
+    (folder / "nukeworks.sqlite").write_bytes(b"not a database at all" * 100)
+    assert progress.status("garbled").state == "unusable"
+    with pytest.raises(CommandError, match="only databases that never became ready"):
+        call_command("discarddb", "garbled", interactive=False, stdout=io.StringIO())
+    assert (folder / "nukeworks.sqlite").exists()
