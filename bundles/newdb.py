@@ -25,6 +25,7 @@ from bundles.package import BundleError, Package, Progress, apply
 from dbselect import engines, state
 from dbselect.conf import get_config
 from dbselect.files.locks import LockTimeout, flocked
+from dbselect.files.validation import ValidationFailed, open_readonly, read_header
 from dbselect.layout import snapshot_dir_for
 from dbselect.models import SystemSetting
 
@@ -69,7 +70,9 @@ def remove_file(path: Path) -> None:
 def _ready_and_same(final: Path, package: Package | None) -> bool:
     """Return True when `final` is a finished build of `package` (a retried job's result)."""
     try:
-        conn = sqlite3.connect(f"{final.as_uri()}?mode=ro", uri=True)
+        # Read-only through dbselect's opener: nothing is created beside the file.
+        header, _ = read_header(str(final))
+        conn = open_readonly(str(final), header)
         try:
             rows = dict(
                 conn.execute(
@@ -79,7 +82,7 @@ def _ready_and_same(final: Path, package: Package | None) -> bool:
             )
         finally:
             conn.close()
-    except sqlite3.Error:
+    except (sqlite3.Error, ValidationFailed, OSError):
         return False
     name = package.name if package else ""
     version = str(package.version) if package else ""

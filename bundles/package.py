@@ -39,6 +39,7 @@ import shutil
 import stat
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -194,7 +195,7 @@ class _Source:
             self._members[name] = info
 
     def names(self) -> set[str]:
-        """Return the names of the bundle's regular files (zip) or None for folders."""
+        """Return the names of the regular files of a zip bundle (empty for a folder)."""
         return set(self._members)
 
     def size(self, name: str) -> int:
@@ -255,16 +256,10 @@ class _Source:
                 raise BundleError(f"The bundle's file {name!r} is too large.", 413)
         try:
             yield _Bounded(raw, min(limit, declared), name)
-        except (zipfile.BadZipFile, zlib_error(), EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise BundleError(f"The bundle's file {name!r} is damaged ({exc}).") from None
         finally:
             raw.close()
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 class _Bounded(io.RawIOBase):

@@ -313,6 +313,7 @@ def test_build_new_database_refuses_an_existing_label_and_cleans_a_stale_build(
         "retry", package=starter, display_name="Retry", admin=None, exist_ok=True
     )
     assert again == path and path.read_bytes() == before
+    assert not Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists()
     with pytest.raises(package.BundleError, match="already exists"):
         build_new_database("retry", package=None, display_name="Retry", admin=None, exist_ok=True)
 
