@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connections
 
@@ -29,7 +30,13 @@ def _real_database_files(django_db_blocker) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _isolated_machine_state(tmp_path: Path, settings) -> Iterator[None]:
-    """Give each test its own databases/ folder and selector JSON."""
+    """Give each test its own databases/ folder and selector JSON, and empty caches.
+
+    The caches hold the sign-in rate limits and the API's throttles, counted per client
+    address: every test client is 127.0.0.1, so one test's sign-ins must not count in the next.
+    """
+    for alias in settings.CACHES:
+        caches[alias].clear()
     databases = tmp_path / "databases"
     databases.mkdir()
     settings.DBSELECT = {
