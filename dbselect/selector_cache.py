@@ -125,6 +125,30 @@ def remember_selection(path: str) -> dict[str, Any]:
         return state
 
 
+def forget(request: HttpRequest, path: str) -> bool:
+    """Remove `path` from the recent paths this request sees; return True if it was there.
+
+    From this browser session's own history always, and from the machine's history when the
+    request may see it (shows_machine_history): the list the user looked at loses the entry.
+    """
+    found = False
+    own = session_history(request)
+    if path in own["recent_paths"]:
+        own["recent_paths"] = [p for p in own["recent_paths"] if p != path]
+        request.session[SESSION_HISTORY] = own
+        found = True
+    if shows_machine_history(request):
+        with _locked():
+            state, _ = _read()
+            if path in state["recent_paths"]:
+                state["recent_paths"] = [p for p in state["recent_paths"] if p != path]
+                if state.get("global_default_path") == path:
+                    state["global_default_path"] = ""
+                _write(state)
+                found = True
+    return found
+
+
 def session_history(request: HttpRequest) -> dict[str, Any]:
     """Return this browser session's own history (recent paths, last browsed folder, last used)."""
     session = getattr(request, "session", None)

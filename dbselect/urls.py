@@ -8,5 +8,6 @@ app_name = "dbselect"
 urlpatterns = [
     path("select-db", views.select_database, name="select"),
     path("select-db/browse", views.browse, name="browse"),
+    path("select-db/forget", views.forget_recent, name="forget"),
     path("database/protection", protection_views.protection_page, name="protection"),
 ]

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dbselect import permissions, scanner, selection, selector_cache, session
 from dbselect.conf import get_config
@@ -107,7 +107,10 @@ def _selector_context(request: HttpRequest, **extra: object) -> dict:
         for db in scanner.scan()
     ]
     known = {db.path for db in databases}
-    recent = [p for p in cache["recent_paths"] if p not in known]
+    # A recent path whose file is gone is shown as missing, never pre-selected.
+    recent = [
+        {"path": p, "missing": not _reachable(p)} for p in cache["recent_paths"] if p not in known
+    ]
     last_used = _last_used(request, cache)
     current = session.selected_path(request)
     return {
@@ -201,6 +204,19 @@ def _migration_plan(
         "database, then select it again.",
     )
     return render_selector(request, status=403, **plan)
+
+
+@require_POST
+def forget_recent(request: HttpRequest) -> HttpResponse:
+    """Remove one entry from the recent paths this visitor sees (anyone may, for their list)."""
+    path = str(request.POST.get("path", ""))[: get_config()["MAX_PATH_LENGTH"]]
+    if path and selector_cache.forget(request, path):
+        messages.info(request, f"Removed {path} from the recent databases.")
+    else:
+        messages.info(request, "That path was not among the recent databases.")
+    url = resolve_url("dbselect:select")
+    target = safe_next(request)
+    return HttpResponseRedirect(url + ("?" + urlencode({"next": target}) if target else ""))
 
 
 @require_GET

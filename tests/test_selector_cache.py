@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 
 from django.test import Client
@@ -80,3 +82,27 @@ def test_concurrent_writers_never_leave_a_broken_file(make_database):
     assert sorted(selector_cache.load()["recent_paths"]) == sorted(paths)
     leftovers = [p.name for p in selector_cache.cache_file().parent.iterdir() if p.suffix == ".tmp"]
     assert leftovers == []
+
+
+def test_anyone_can_forget_a_recent_path_and_a_missing_one_is_marked_not_preselected(
+    make_database,
+):
+    kept = make_database(name="Kept")
+    gone = make_database(name="Gone")
+    client = Client()
+    select(client, gone)
+    select(client, kept)
+    os.remove(gone)
+    page = client.get("/select-db").content.decode()
+    radio = re.search(
+        rf'<input type="radio" name="choice" value="{re.escape(str(gone))}"[^>]*>', page
+    )
+    assert radio is not None and "checked" not in radio.group(0)
+    entry = page[radio.end() : page.index("</label>", radio.end())]
+    assert "missing" in entry
+    forgotten = client.post("/select-db/forget", {"path": str(gone)}, follow=True)
+    assert forgotten.status_code == 200
+    assert f"Removed {gone} from the recent databases." in forgotten.content.decode()
+    assert str(gone) not in selector_cache.load()["recent_paths"]
+    assert str(kept) in selector_cache.load()["recent_paths"]
+    assert client.get("/select-db/forget").status_code == 405  # a state change is a POST
