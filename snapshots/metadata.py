@@ -68,7 +68,11 @@ def sidecar_of(snapshot_path: Path) -> Path:
 
 
 def write_sidecar(snapshot: Snapshot) -> None:
-    """Write the sidecar atomically (temporary file, fsync, rename)."""
+    """Write the sidecar atomically and durably (temporary file, fsync, rename, folder fsync).
+
+    The sidecar is what makes the file a snapshot: until its rename is on disk, a power cut
+    could leave the snapshot that was reported taken unlisted.
+    """
     target = sidecar_of(snapshot.path)
     temporary = target.with_name(f".{target.name}.tmp")
     # O_NOFOLLOW | O_EXCL: a link planted under the temporary name is never written through.
@@ -81,6 +85,11 @@ def write_sidecar(snapshot: Snapshot) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temporary, target)
+        folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()

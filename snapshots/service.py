@@ -282,8 +282,9 @@ def _create(
         # Without its sidecar the file would be ignored (never listed nor restorable): a
         # snapshot nobody can use must not be reported as taken.
         logger.error("snapshot sidecar not written: %s %s", copied.path, exc)
-        with contextlib.suppress(OSError):
-            copied.path.unlink()
+        for leftover in (copied.path, metadata.sidecar_of(copied.path)):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         raise SnapshotError(
             f"The snapshot's sidecar could not be written ({exc.strerror}); it was discarded."
         ) from exc

@@ -11,10 +11,31 @@ from pathlib import Path
 
 import pytest
 
-from snapshots import service
+from snapshots import service, sqlite_copy
 from snapshots.locks import folder_lock
 from snapshots.sqlite_copy import check_integrity
 from tests.helpers import wait_for
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        "backup",
+        pytest.param(
+            "pages",
+            marks=pytest.mark.skipif(
+                not sqlite_copy.page_copier_available(), reason="sqlean.py missing"
+            ),
+        ),
+    ],
+)
+def copier(request, monkeypatch) -> str:
+    """Every test runs with each way of writing a snapshot: backup API, page copier."""
+    if request.param == "pages":
+        monkeypatch.setattr(sqlite_copy, "PAGE_COPY_MIN_BYTES", 0)
+    else:
+        monkeypatch.setattr(sqlite_copy, "page_copier_available", lambda: False)
+    return request.param
 
 
 def _ticks_table(path: Path) -> None:
