@@ -179,7 +179,8 @@ DBSELECT = {
 
 # The task queue (huey via huey.contrib.djhuey; the worker is `manage.py run_huey`, started by
 # `make run`). Jobs persist in a SQLite file in instance/ (synchronous=FULL: a queued job
-# survives a power cut and a restart), or in Redis when REDIS_URL is set (several servers). Never `immediate`: web requests only queue.
+# survives a power cut and a restart), or in Redis when REDIS_URL is set (several servers).
+# Never `immediate`: web requests only queue.
 REDIS_URL = env.str("REDIS_URL", default="")
 INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
 HUEY = {

@@ -113,3 +113,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: flo
             return False
         time.sleep(interval)
     return True
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """Assert an API answer is `status` with the one error shape and `code`; return the error."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "detail"}
+    assert error["code"] == code and error["message"]
+    return error

@@ -21,20 +21,11 @@ from dbselect import engines, protection, state
 from dbselect.engines import workers as engine_store
 from migrating.service import file_lock
 from snapshots.locks import folder_lock
-from tests.helpers import company_names, dump_without_audit, select, sign_in
+from tests.helpers import assert_error, company_names, dump_without_audit, select, sign_in
 
 PASSWORD = "pw-api-123"
 ADMIN = ("ann", PASSWORD, True)
 CLERK = ("amy", PASSWORD, False)
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "detail"}
-    assert error["code"] == code and error["message"]
-    return error
 
 
 def token_for(label: str, username: str = "ann") -> str:

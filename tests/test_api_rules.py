@@ -8,18 +8,9 @@ import sqlite3
 import pytest
 from django.test import Client
 
-from tests.helpers import select, sign_in
+from tests.helpers import assert_error, select, sign_in
 
 PASSWORD = "pw-api-123"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "detail"}
-    assert error["code"] == code and error["message"]
-    return error
 
 
 def token_for(label: str, username: str = "ann") -> str:
