@@ -7,26 +7,15 @@ from the URL.
 """
 
 from django.urls import path
-from rest_framework import filters, generics
+from rest_framework import generics
 
 from api.authentication import DatabaseTokenAuthentication
-from api.pagination import KeysetPagination
-from api.serializers import CompanySerializer
-from nukeworks.companies.models import Company
+from api.views.domain import CompanyListing
 from nukeworks.urls import urlpatterns as project_urls
 
 
-class StaticCompanyList(generics.ListAPIView):
+class StaticCompanyList(CompanyListing, generics.ListAPIView):
     authentication_classes = [DatabaseTokenAuthentication]
-    serializer_class = CompanySerializer
-    pagination_class = KeysetPagination
-    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
-    search_fields = ["name", "country"]
-    ordering_fields = ["id", "name"]
-    ordering = ["id"]
-
-    def get_queryset(self):
-        return Company.objects.all()
 
 
 # The project's own URLs (health check included) plus the static list.

@@ -10,8 +10,11 @@ from api.views.base import DatabaseBoundMixin
 from nukeworks.companies.models import Company, Project
 
 
-class CompanyViewSet(DatabaseBoundMixin, viewsets.ModelViewSet):
-    """Companies. Search `?search=` (name, country); order `?ordering=name|-name|id|-id`."""
+class CompanyListing:
+    """How companies are listed: serializer, keyset pages, search and ordering.
+
+    Shared by the API's view and bench/static_api.py's baseline, so both do the same work.
+    """
 
     serializer_class = CompanySerializer
     pagination_class = KeysetPagination
@@ -23,6 +26,10 @@ class CompanyViewSet(DatabaseBoundMixin, viewsets.ModelViewSet):
 
     def get_queryset(self):
         return Company.objects.all()
+
+
+class CompanyViewSet(DatabaseBoundMixin, CompanyListing, viewsets.ModelViewSet):
+    """Companies. Search `?search=` (name, country); order `?ordering=name|-name|id|-id`."""
 
 
 class ProjectViewSet(DatabaseBoundMixin, viewsets.ModelViewSet):
