@@ -5,6 +5,8 @@ layout from this module, so neither imports the other's internals.
 
     <folder>/<name>.sqlite                       the database
     <folder>/snapshots/                          its snapshots (shared by the folder's files)
+    databases/<label>/payloads/<aa>/<sha256>     its attachments' content (payloads app)
+    <folder>/<name>.payloads/<aa>/<sha256>       ... of a file outside databases/<label>/
     <folder>/snapshots/<label>-YYYYmmdd-HHMMSS-<8 hex>.sqlite
     <folder>/.preparing.json                     a database being built (see below)
     <folder>/.preparing.lock                     flock()ed by its builder while at work
@@ -30,6 +32,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from dbselect.conf import get_config
 from dbselect.files import locks
 
 SNAPSHOTS_FOLDER = "snapshots"
@@ -44,6 +47,28 @@ SNAPSHOT_NAME_PATTERN = re.compile(
 def snapshot_dir_for(path: str | Path) -> Path:
     """Return the snapshots/ folder that belongs beside a database file."""
     return Path(path).parent / SNAPSHOTS_FOLDER
+
+
+PAYLOADS_FOLDER = "payloads"
+PAYLOADS_SUFFIX = ".payloads"
+
+
+def payload_dir_for(path: str | Path) -> Path:
+    """Return the folder of content-addressed payloads that belongs to a database file.
+
+    A database in the scanned layout (`databases/<label>/nukeworks.sqlite`) owns its whole
+    folder, so its payloads lie in `payloads/` there; any other file shares its folder with
+    others and gets `<file-stem>.payloads/` beside it. Snapshots of a database share its store:
+    payloads are immutable, so a snapshot only records which ones its moment references.
+    """
+    path = Path(path)
+    config = get_config()
+    in_catalog = path.name == config["DATABASE_FILENAME"] and os.path.realpath(
+        path.parent.parent
+    ) == os.path.realpath(config["DATABASES_DIR"])
+    if in_catalog:
+        return path.parent / PAYLOADS_FOLDER
+    return path.parent / f"{path.stem}{PAYLOADS_SUFFIX}"
 
 
 def is_snapshot_name(name: str, label: str | None = None) -> bool:

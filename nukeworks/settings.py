@@ -69,12 +69,17 @@ INSTALLED_APPS = [
     "dbselect",
     "accounts",
     "audit",
+    # Content-addressed files beside each database (attachments' bytes), carried by
+    # snapshots, copies and bundles.
+    "payloads",
     "snapshots",
     # Migrating a database with a snapshot as the safety net (needs dbselect and snapshots).
     "migrating",
     # Seed packages, export and import of a database's domain data (bundles/).
     "bundles",
     "nukeworks.companies",
+    # Documents attached to companies and projects (bytes in the payload store).
+    "nukeworks.attachments",
     # The REST API: /api/v1/databases/{label|current}/… (needs dbselect and the domain).
     "api",
     # The task queue (huey): `manage.py run_huey` is the worker `make run` starts.

@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("migrating.urls")),
     path("", include("bundles.urls")),
     path("", include("provisioning.urls")),
+    path("", include("nukeworks.attachments.urls")),
     path("", include("nukeworks.companies.urls")),
 ]
 

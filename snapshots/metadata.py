@@ -48,6 +48,9 @@ class Snapshot:
     source_path: str = ""
     source_display_name: str = ""
     schema_state: str = ""
+    # The payloads (attachment contents, by SHA-256) this snapshot's rows reference: they are
+    # kept in the database's shared payload store for as long as the snapshot exists.
+    payloads: tuple[str, ...] = ()
 
     @property
     def kind_label(self) -> str:
@@ -57,6 +60,7 @@ class Snapshot:
         """Return the sidecar content of this snapshot."""
         data = asdict(self)
         data.pop("path")
+        data["payloads"] = sorted(self.payloads)
         data["created_at"] = self.created_at.astimezone(UTC).isoformat()
         data["format"] = 1
         return data
@@ -118,7 +122,7 @@ def sidecar_problem(data: object, name: str, size: int) -> str | None:
 def from_sidecar(snapshot_path: Path, st: os.stat_result, data: dict[str, Any]) -> Snapshot:
     """Return the snapshot at `snapshot_path` (stat `st`) described by its sidecar `data`."""
     fallback_time = naming.time_of(snapshot_path.name) or datetime.fromtimestamp(st.st_mtime, UTC)
-    known = {f.name for f in fields(Snapshot)} - {"name", "path", "size"}
+    known = {f.name for f in fields(Snapshot)} - {"name", "path", "size", "payloads"}
     values: dict[str, Any] = {
         key: str(value) for key, value in data.items() if key in known and value is not None
     }
@@ -127,4 +131,12 @@ def from_sidecar(snapshot_path: Path, st: os.stat_result, data: dict[str, Any]) 
         values["created_at"] = created if created.tzinfo else created.replace(tzinfo=UTC)
     except ValueError:
         values["created_at"] = fallback_time
+    recorded = data.get("payloads")
+    values["payloads"] = tuple(
+        sorted(
+            {h for h in recorded if isinstance(h, str) and SHA256_PATTERN.match(h)}
+            if isinstance(recorded, list)
+            else ()
+        )
+    )
     return Snapshot(name=snapshot_path.name, path=snapshot_path, size=st.st_size, **values)

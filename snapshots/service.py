@@ -32,6 +32,7 @@ from dbselect.files.paths import sqlite_uri
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.layout import snapshot_dir_for
+from payloads import references
 from snapshots import folder as folder_content
 from snapshots import metadata, naming, retention
 from snapshots.errors import SnapshotBusy, SnapshotError, SnapshotIgnored, SnapshotNotFound
@@ -263,6 +264,18 @@ def _create(
         schema_state, display_name = info.state.value, info.display_name or ""
     except ValidationFailed:
         schema_state, display_name = "", ""
+    try:
+        # The attachments of this moment: the shared store keeps them while the snapshot
+        # exists (the collector reads this list), so none is copied.
+        payloads = tuple(sorted(references.referenced_in_file(copied.path)))
+    except sqlite3.Error as exc:
+        logger.error("snapshot payload references not read: %s %s", copied.path, exc)
+        for leftover in (copied.path,):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        raise SnapshotError(
+            f"The snapshot's attachment list could not be read ({exc}); it was discarded."
+        ) from exc
     snapshot = Snapshot(
         name=copied.path.name,
         path=copied.path,
@@ -275,6 +288,7 @@ def _create(
         source_path=database,
         source_display_name=display_name,
         schema_state=schema_state,
+        payloads=payloads,
     )
     try:
         metadata.write_sidecar(snapshot)
@@ -319,7 +333,10 @@ def create_snapshot(
         snapshot,
         request=request,
         username=username,
-        detail=f"kind={kind} size={snapshot.size} sha256={snapshot.sha256} note={snapshot.note}",
+        detail=(
+            f"kind={kind} size={snapshot.size} sha256={snapshot.sha256} "
+            f"attachments={len(snapshot.payloads)} note={snapshot.note}"
+        ),
     )
     return snapshot
 

@@ -146,7 +146,7 @@ def test_a_database_that_needs_migration_answers_409_with_the_plan(make_old_data
     error = assert_error(Client().get("/api/v1/databases/old/companies/"), 409, "needs_migration")
     plan = error["detail"]["plan"]
     assert plan and all(set(step) == {"app", "name"} for step in plan)
-    assert {step["app"] for step in plan} == {"companies"}
+    assert {step["app"] for step in plan} == {"companies", "attachments"}
     assert "1 migration" in error["message"] or f"{len(plan)} migration" in error["message"]
 
 
