@@ -53,6 +53,18 @@ def database_files(root: Path | None = None) -> list[tuple[str, str]]:
     return found
 
 
+def labelled_path(label: str, root: Path | None = None) -> str:
+    """Return the absolute path of the database labelled `label` in the catalog.
+
+    Raise LookupError, with a message naming the known labels, when there is none.
+    """
+    files = dict(database_files(root))
+    if label not in files:
+        known = ", ".join(sorted(files)) or "none"
+        raise LookupError(f"No database labelled {label!r} (known labels: {known}).")
+    return files[label]
+
+
 def preparing_databases(root: Path | None = None) -> list[tuple[str, str, dict]]:
     """Return (label, future path, marker) for each label folder being prepared, by label.
 
