@@ -10,6 +10,7 @@ layout from this module, so neither imports the other's internals.
     <folder>/snapshots/<label>-YYYYmmdd-HHMMSS-<8 hex>.sqlite
     <folder>/.preparing.json                     a database being built (see below)
     <folder>/.preparing.lock                     flock()ed by its builder while at work
+    databases/.archive/<label>-<time>/           an archived database folder (never served)
 
 A database being built in the background (the provisioning app) has no file at its path yet,
 only a small JSON marker in its folder that the builder rewrites as it goes and removes once
@@ -69,6 +70,27 @@ def payload_dir_for(path: str | Path) -> Path:
     if in_catalog:
         return path.parent / PAYLOADS_FOLDER
     return path.parent / f"{path.stem}{PAYLOADS_SUFFIX}"
+
+
+# databases/.archive/<label>-<YYYYmmdd-HHMMSS>/: whole database folders archived by operators
+# (provisioning.archive). A dot folder, so never scanned; never selectable either.
+ARCHIVE_FOLDER = ".archive"
+
+
+def archive_dir() -> Path:
+    """Return databases/.archive/, where archived database folders lie."""
+    return Path(get_config()["DATABASES_DIR"]) / ARCHIVE_FOLDER
+
+
+def is_archived_path(path: str | Path) -> bool:
+    """Return True for a path inside databases/.archive/.
+
+    `path` is compared as given: pass a real path (links resolved, as the selection does), so
+    nothing here touches a possibly hanging network share.
+    """
+    archive = os.path.realpath(archive_dir())
+    candidate = os.path.normpath(os.path.abspath(path))
+    return candidate == archive or candidate.startswith(archive + os.sep)
 
 
 def is_snapshot_name(name: str, label: str | None = None) -> bool:

@@ -24,7 +24,7 @@ from dbselect.files.validation import (
     inspect_database,
     refusal_reason,
 )
-from dbselect.layout import is_snapshot_path
+from dbselect.layout import is_archived_path, is_snapshot_path
 from dbselect.models import SystemSetting
 
 logger = logging.getLogger("nukeworks.dbselect")
@@ -54,8 +54,16 @@ def check_path(raw: object) -> tuple[str, DatabaseInfo]:
         raise ValidationFailed(str(exc)) from None
     if is_snapshot_path(path):
         raise ValidationFailed(SNAPSHOT_REFUSED)
+    if is_archived_path(path):
+        raise ValidationFailed(ARCHIVED_REFUSED)
     return path, inspect_database(path)
 
+
+ARCHIVED_REFUSED = (
+    "This database is archived (it lies in the archive folder, databases/.archive/). Archived "
+    "databases are never opened for work; an operator brings one back with "
+    "`manage.py archivedb --restore`."
+)
 
 SNAPSHOT_REFUSED = (
     "This file is a snapshot of a database. Snapshots are never opened for work, because any "
