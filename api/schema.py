@@ -76,7 +76,9 @@ def add_error_responses(result, generator, request, public):
             codes = dict(_ERRORS_EVERYWHERE) if on_database else {"429": _ERRORS_EVERYWHERE["429"]}
             if method in ("post", "put", "patch", "delete"):
                 codes.update(_ERRORS_ON_WRITES)
-            if not on_database:
+            has_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
+            if not on_database or has_query:
+                # Any query parameter can be given a value the operation refuses.
                 codes.setdefault("400", _ERRORS_ON_WRITES["400"])
             for code, description in codes.items():
                 responses.setdefault(

@@ -313,3 +313,34 @@ class SeedPackageSerializer(serializers.Serializer):
 class DiscardedSerializer(serializers.Serializer):
     label = serializers.CharField()
     moved_to = serializers.CharField(help_text="Where the folder went (never deleted).")
+
+
+class AttachmentSerializer(serializers.Serializer):
+    """An attachment as the API shows it (`file_missing`: its bytes are not in the store)."""
+
+    id = serializers.IntegerField(read_only=True)
+    company = serializers.IntegerField(source="company_id", allow_null=True, read_only=True)
+    project = serializers.IntegerField(source="project_id", allow_null=True, read_only=True)
+    name = serializers.CharField(read_only=True)
+    size = serializers.IntegerField(read_only=True)
+    content_type = serializers.CharField(read_only=True)
+    sha256 = serializers.CharField(read_only=True)
+    uploaded_by = serializers.CharField(source="uploaded_by_name", read_only=True)
+    uploaded_at = serializers.DateTimeField(read_only=True)
+
+
+class AttachmentUploadSerializer(serializers.Serializer):
+    """A file to attach to one company or one project (multipart/form-data)."""
+
+    file = serializers.FileField(allow_empty_file=True)
+    company = serializers.PrimaryKeyRelatedField(
+        queryset=Company.objects.all(), required=False, allow_null=True
+    )
+    project = serializers.PrimaryKeyRelatedField(
+        queryset=Project.objects.all(), required=False, allow_null=True
+    )
+
+    def validate(self, data):
+        if bool(data.get("company")) == bool(data.get("project")):
+            raise serializers.ValidationError("Give either `company` or `project` (one of them).")
+        return data

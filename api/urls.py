@@ -6,13 +6,23 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from api.views import catalog, databases, domain, engines, migrations, snapshots, tokens
+from api.views import (
+    attachments,
+    catalog,
+    databases,
+    domain,
+    engines,
+    migrations,
+    snapshots,
+    tokens,
+)
 
 app_name = "api"
 
 router = SimpleRouter(trailing_slash="/?")
 router.register("companies", domain.CompanyViewSet, basename="company")
 router.register("projects", domain.ProjectViewSet, basename="project")
+router.register("attachments", attachments.AttachmentViewSet, basename="attachment")
 
 database_urls = [
     path("auth/token", tokens.TokenView.as_view(), name="token"),
