@@ -90,6 +90,7 @@ def test_upload_then_download_gives_the_same_bytes(db, client):
         None,
     )
     assert sha == hashlib.sha256(content).hexdigest()
+    assert ctype == "application/octet-stream"  # sniffed: random bytes, whatever the name says
     stored = db.parent / "payloads" / sha[:2] / sha
     assert stored.read_bytes() == content
     assert oct(stored.stat().st_mode & 0o777) == "0o444"
