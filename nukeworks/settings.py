@@ -206,6 +206,9 @@ HUEY = {
     ),
 }
 
+# Attachments (nukeworks/attachments): the largest file accepted, in MiB.
+NUKEWORKS_ATTACHMENTS = {"MAX_BYTES": env.int("NUKEWORKS_ATTACHMENT_MAX_MB", default=50) * 1024**2}
+
 # Seed packages (bundles/): seeds/<name>/<version>/, and the size limits of bundles read.
 NUKEWORKS_SEEDS_DIR = Path(env.str("NUKEWORKS_SEEDS_DIR", default=str(BASE_DIR / "seeds")))
 NUKEWORKS_BUNDLE_MAX_BYTES = env.int("NUKEWORKS_BUNDLE_MAX_BYTES", default=2 * 1024**3)
