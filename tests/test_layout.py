@@ -59,8 +59,16 @@ def test_dbselect_imports_no_app_built_on_it():
         "bundles",
         "provisioning",
         "huey",
+        "payloads",
     )
     assert _imports_of("dbselect", built_on_dbselect) == []
+
+
+def test_payloads_imports_nothing_built_on_it():
+    """The payload store sits just above dbselect: snapshots, copies, bundles and the
+    attachments app use it; it knows none of them (tables register themselves)."""
+    above = ("snapshots", "migrating", "accounts", "nukeworks", "api", "bundles", "provisioning")
+    assert _imports_of("payloads", above) == []
 
 
 def test_provisioning_imports_nothing_of_the_api():
