@@ -182,3 +182,30 @@ def test_commands_refuse_an_unknown_label(db):
         call_command("payloads", "gc", "nope")
     with pytest.raises(CommandError, match="No database labelled 'nope'"):
         call_command("dbcheck", "nope")
+
+
+def test_a_failed_migration_restores_the_attachments_with_the_file(make_database, settings):
+    """The pre-migration snapshot records the attachments; its restore brings them back."""
+    home = make_database(name="Home Base", users=[ADMIN], label="default")
+    target = make_database(name="Fragile", companies=["Keep Me"], users=[ADMIN])
+    owner = Client()
+    select(owner, target)
+    sign_in(owner, "boss", "boss-pw")
+    content = b"drawing of the reactor building " * 100
+    pk = _attach(owner, target, "building.txt", content)
+    operator = Client()
+    select(operator, home)
+    sign_in(operator, "boss", "boss-pw")
+    settings.MIGRATION_MODULES = {"companies": "tests.failing_migrations"}
+
+    response = operator.post("/select-db/migrate", {"path": str(target)})
+
+    assert response.status_code == 422
+    assert _names(target) == ["building.txt"]
+    [pre_migration] = [
+        json.loads(p.read_text()) for p in (target.parent / "snapshots").glob("*.sqlite.json")
+    ]
+    assert pre_migration["kind"] == "pre-migration"
+    assert pre_migration["payloads"] == [hashlib.sha256(content).hexdigest()]
+    settings.MIGRATION_MODULES = {}
+    assert _download(owner, pk) == content
