@@ -292,3 +292,14 @@ def test_the_django_admin_lists_adds_and_deletes(db):
     response = admin.post(f"/admin/attachments/attachment/{pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert _rows(db) == []
+
+
+def test_a_file_outside_databases_keeps_its_payloads_beside_it(make_database):
+    loose = make_database(name="Loose", companies=["Acme"], users=[USER])
+    client = Client()
+    select(client, loose)
+    sign_in(client, "clerk", "clerk-pw")
+    _upload(client, _company_id(loose), "note.txt", b"beside the file")
+    sha = hashlib.sha256(b"beside the file").hexdigest()
+    assert (loose.parent / "nukeworks.payloads" / sha[:2] / sha).read_bytes() == b"beside the file"
+    assert not (loose.parent / "payloads").exists()
