@@ -18,6 +18,7 @@ for unchanged attachments.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -101,7 +102,9 @@ def main() -> int:
 
         from snapshots import service
 
-        call_command("initdb", "bench", "--display-name", "Bench", verbosity=0)
+        call_command(
+            "initdb", "bench", "--display-name", "Bench", verbosity=0, stdout=io.StringIO()
+        )
         database = str(work / "databases" / "bench" / "nukeworks.sqlite")
         files = _fill(database, args.attachments_mib, args.file_mib)
         folder = Path(database).parent
