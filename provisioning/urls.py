@@ -1,6 +1,6 @@
 from django.urls import path
 
-from provisioning import views
+from provisioning import database_views, views
 
 app_name = "provisioning"
 
@@ -11,4 +11,13 @@ urlpatterns = [
     path("select-db/preparing/<str:label>/status", views.status, name="status"),
     path("select-db/preparing/<str:label>/rebuild", views.rebuild, name="rebuild"),
     path("select-db/preparing/<str:label>/discard", views.discard, name="discard"),
+    # The session's database as a whole: details, duplicate, restore a snapshot as new, archive.
+    path("database/", database_views.details, name="details"),
+    path("database/duplicate", database_views.duplicate, name="duplicate"),
+    path(
+        "database/snapshots/<str:name>/restore-as-new",
+        database_views.restore_as_new,
+        name="restore-as-new",
+    ),
+    path("database/archive", database_views.archive, name="archive"),
 ]
