@@ -31,6 +31,7 @@ from dbselect.conf import get_config
 from dbselect.engines import gate
 from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.permissions import admin_required
+from nukeworks.attachments import integrity
 from provisioning import archive as archiving
 from provisioning import copies
 from provisioning.copy_forms import DuplicateForm, NewCopyForm
@@ -92,12 +93,8 @@ def _operators_only(action: str) -> Callable[[Callable[..., HttpResponse]], Any]
 # -- details --------------------------------------------------------------------------------
 
 
-def _integrity(database: str, verify: bool) -> tuple[Any, str]:
+def _integrity(database: str, verify: bool) -> tuple[integrity.IntegrityReport | None, str]:
     """Return the attachments' integrity report (or None) and why there is none."""
-    try:
-        from nukeworks.attachments import integrity
-    except ImportError:  # the lead's module (issue 15) is not in this checkout yet
-        return None, "The integrity check is not available in this version."
     try:
         return integrity.check(database, verify_hashes=verify), ""
     except Exception as exc:  # a report must never take the page down

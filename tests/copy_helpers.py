@@ -83,6 +83,9 @@ def signed_in(path: Path, user: tuple[str, str, bool]) -> Client:
 
 
 def folder_listing() -> list[str]:
-    """Every entry under databases/, relative (to show nothing was created)."""
+    """Every entry under databases/, relative (to show nothing was created), but SQLite's
+    -wal and -shm, which come and go as connections open and close."""
     root = databases_dir()
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if not p.name.endswith(("-wal", "-shm"))
+    )
