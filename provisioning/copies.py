@@ -370,11 +370,11 @@ def _claimed(label: str) -> Iterator[Path]:
         if done or final.exists():
             progress.clear(folder)
         else:
+            # The folder was empty or absent (_refuse_taken): all it holds now is ours.
             _clean_failed(folder)
-            if made_folder:
-                with contextlib.suppress(OSError):
-                    for leftover in (progress.LOCK_FILE, newdb.LOCK_NAME):
-                        (folder / leftover).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (folder / progress.LOCK_FILE).unlink(missing_ok=True)
+                if made_folder:
                     folder.rmdir()
 
 

@@ -257,8 +257,16 @@ def test_a_failed_copy_leaves_nothing_behind(source, monkeypatch):
     with pytest.raises(CommandError, match="the disk said no"):
         copydb("plant-a", "broken")
     assert folder_listing() == before
-    [(outcome, _, detail)] = audit(source, "database.copy")
-    assert outcome == "failure" and "the disk said no" in detail
+    # An empty folder made beforehand for the label is left as empty as it was.
+    (databases_dir() / "prepared").mkdir()
+    with pytest.raises(CommandError, match="the disk said no"):
+        copydb("plant-a", "prepared")
+    assert folder_listing() == sorted([*before, "prepared"])
+    outcomes = [(o, "the disk said no" in d) for o, _, d in audit(source, "database.copy")]
+    assert outcomes == [("failure", True), ("failure", True)]
+    monkeypatch.undo()
+    copydb("plant-a", "prepared")
+    assert display_name(databases_dir() / "prepared" / "nukeworks.sqlite") == "Prepared"
 
 
 def test_the_duplicate_page_copies_the_current_database(source):
