@@ -25,3 +25,14 @@ def max_bytes() -> int:
 def upload_max_bytes() -> int:
     """Return the size limit of an uploaded bundle (NUKEWORKS_BUNDLE_UPLOAD_MAX_BYTES)."""
     return int(getattr(settings, "NUKEWORKS_BUNDLE_UPLOAD_MAX_BYTES", DEFAULT_UPLOAD_MAX_BYTES))
+
+
+def payload_max_bytes() -> int:
+    """Return the size limit of one attachment file carried by a bundle.
+
+    The attachments' own upload limit (NUKEWORKS_ATTACHMENTS["MAX_BYTES"]): a bundle brings
+    no file into a database that an upload could not have brought.
+    """
+    from nukeworks.attachments.conf import setting
+
+    return int(setting("MAX_BYTES"))

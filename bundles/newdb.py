@@ -7,6 +7,10 @@ name: nothing is ever overwritten and nobody can select a half-built file (the s
 sees `nukeworks.sqlite`). A failed build removes its temporary file; calling again after an
 interrupted run (a killed worker) cleans the stale temporary file and starts over, so the
 build is idempotent by label. Two builds of one label never run at once (a lock file).
+
+A package's attachment files go straight into the store of the final name
+(databases/<label>/payloads/, see dbselect.layout.payload_dir_for), not one of the temporary
+file: they are in place before the file is. A failed build removes that store when it made it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -26,7 +31,7 @@ from dbselect import engines, state
 from dbselect.conf import get_config
 from dbselect.files.locks import LockTimeout, flocked
 from dbselect.files.validation import ValidationFailed, open_readonly, read_header
-from dbselect.layout import snapshot_dir_for
+from dbselect.layout import payload_dir_for, snapshot_dir_for
 from dbselect.models import SystemSetting
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -131,6 +136,8 @@ def _build(
     temp = temp_path_for(final)
     # A stale file of an interrupted build: nobody else builds this label (we hold the lock).
     remove_file(temp)
+    store = payload_dir_for(final)
+    new_store = not os.path.lexists(store)
     engines.create_file(str(temp))
     alias = engines.register(str(temp)).alias
     try:
@@ -145,7 +152,8 @@ def _build(
             if admin is not None:
                 _create_admin(alias, *admin)
             if package is not None:
-                apply(package, alias, progress=progress)
+                # Attachment files go into the store of the final name (not the temporary's).
+                apply(package, alias, progress=progress, database=final)
             elif progress:
                 progress(0, 0)
             _check(alias)
@@ -164,6 +172,9 @@ def _build(
     except BaseException as exc:
         connections[alias].close()
         remove_file(temp)
+        if new_store:
+            # Nothing references it: the file that would have is gone.
+            shutil.rmtree(store, ignore_errors=True)
         if isinstance(exc, DatabaseError):
             raise BundleError(f"The new database could not be built: {exc}.") from exc
         raise

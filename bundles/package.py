@@ -2,10 +2,12 @@
 
 A bundle is a folder or a `.zip` holding:
 
-    manifest.json                  what it is (below)
-    data/companies.company.jsonl   one JSON object per row (bundles/tables.py)
+    manifest.json                        what it is (below)
+    data/companies.company.jsonl         one JSON object per row (bundles/tables.py)
     data/companies.project.jsonl
-    data/accounts.user.jsonl       only when the manifest says include_users
+    data/attachments.attachment.jsonl    only when the database has attachments
+    data/accounts.user.jsonl             only when the manifest says include_users
+    payloads/<sha256>                    the content of each attachment, once per SHA-256
 
 manifest.json:
 
@@ -14,16 +16,28 @@ manifest.json:
      "schema": [["accounts", "0001_initial"], ["companies", "0002_company_website"], …],
      "tables": {"companies.company": {"file": "data/companies.company.jsonl", "rows": 12}, …},
      "counts": {"companies.company": 12, …}, "include_users": false,
+     "payloads": {"<sha256 hex>": <size in bytes>, …},
      "checksum": "<sha256 hex>", "created_at": "2026-…Z"}
 
 Each table entry also carries its file's `sha256`; the bundle's `checksum` is SHA-256 over the
-data files in sorted order of their names, each contributing the line `<name> <sha256 hex>\\n`
-(so it is computed while the files are streamed). A seed package is an exported database
-with a name and a version, stored as `seeds/<name>/<version>/`.
+data files and the payload files in sorted order of their names, each contributing the line
+`<name> <sha256 hex>\\n` (so it is computed while the files are streamed). A payload file is
+named by the SHA-256 of its content: its line is `payloads/<sha256> <sha256>`, and its content
+is checked against its name while it is streamed into the target database's payload store.
+A bundle without attachments has no "payloads" key, no payloads/ folder and no attachments
+table: exactly the format before attachments existed, which older versions still read.
 
-Reading (`load`, `find`, `available`) never creates or modifies a file. `apply` writes into a
-migrated database with no domain rows, in one transaction, after validating every row and
-every reference; `export` writes a new bundle and never overwrites one.
+A seed package is an exported database with a name and a version, stored as
+`seeds/<name>/<version>/`.
+
+Reading (`load`, `find`, `available`) never creates or modifies a file; it checks the data
+files' checksums and that every payload file is there with its declared size (its content is
+hashed by `apply`, which reads it anyway). `apply` writes into a migrated database with no
+domain rows, in one transaction, after validating every row and every reference: the payload
+files are put into the target's store first (content verified, under the store's lock, held
+until the rows naming them are committed); rows naming a payload that is neither in the
+bundle nor already in the target's store are refused. `export` writes a new bundle and never
+overwrites one; it refuses a database whose rows name a payload file that is missing.
 """
 
 from __future__ import annotations
@@ -41,7 +55,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -51,17 +65,24 @@ from django.db import DatabaseError, IntegrityError, connections, models, transa
 from django.utils import timezone
 
 from bundles import conf, schema
-from bundles.tables import BY_LABEL, DOMAIN_TABLES, Table, tables_for
+from bundles.tables import BY_LABEL, DOMAIN_TABLES, Table, tables_for, tables_in
+from dbselect.layout import PAYLOADS_FOLDER
+from payloads.store import PayloadError, PayloadStore
 
 FORMAT = "nukeworks-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MANIFEST_MAX_BYTES = 1024 * 1024
 MAX_MEMBERS = 1000
+# Attachment files a bundle may carry (payloads/<sha256> members, counted apart).
+MAX_PAYLOADS = 100_000
+PAYLOADS_DIR = "payloads"
 MAX_LINE_BYTES = 4 * 1024 * 1024
 BATCH = 2000
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PAYLOAD_MEMBER = re.compile(r"^payloads/[0-9a-f]{64}$")
+_CHUNK = 1024 * 1024
 
 Progress = Callable[[int, int], None]
 
@@ -96,6 +117,8 @@ class Package:
     path: Path
     created_at: str = ""
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # SHA-256 -> size of every attachment file the bundle carries (payloads/<sha256>).
+    payloads: dict[str, int] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -105,6 +128,11 @@ class Package:
     @property
     def is_zip(self) -> bool:
         return self.path.is_file()
+
+
+def payload_member(sha256: str) -> str:
+    """Return the name of the bundle's file holding the payload `sha256`."""
+    return f"{PAYLOADS_DIR}/{sha256}"
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -163,7 +191,8 @@ class _Source:
     def _check_members(self) -> None:
         assert self._zip is not None
         infos = self._zip.infolist()
-        if len(infos) > MAX_MEMBERS:
+        payloads = sum(1 for info in infos if _PAYLOAD_MEMBER.match(info.filename))
+        if len(infos) - payloads > MAX_MEMBERS or payloads > MAX_PAYLOADS:
             raise BundleError(f"The bundle holds too many files ({len(infos)}).", 413)
         total = 0
         for info in infos:
@@ -313,8 +342,11 @@ def _file_digest(source: _Source, name: str) -> str:
     return digest.hexdigest()
 
 
-def _verify_checksums(source: _Source, tables: dict[str, dict[str, Any]], checksum: str) -> None:
-    digests = {}
+def _verify_checksums(
+    source: _Source, tables: dict[str, dict[str, Any]], checksum: str, payloads: dict[str, int]
+) -> None:
+    # A payload file's digest is its name; its content is verified when it is applied.
+    digests = {payload_member(sha): sha for sha in payloads}
     for _label, entry in sorted(tables.items()):
         digests[entry["file"]] = found = _file_digest(source, entry["file"])
         if found != entry["sha256"]:
@@ -393,15 +425,16 @@ def _validate_manifest(manifest: dict[str, Any], source: _Source) -> dict[str, A
         states[item[0]] = item[1]
     include_users = need("include_users", bool, "true or false")
     tables = need("tables", dict, "an object")
-    expected = {t.label for t in tables_for(include_users)}
+    allowed = {t.label for t in tables_for(include_users)}
+    required = {t.label for t in tables_for(include_users) if not t.optional}
     unknown = set(tables) - set(BY_LABEL)
     if unknown:
         raise BundleError(
             f"The bundle holds tables this version does not know: {', '.join(sorted(unknown))}."
         )
-    if set(tables) != expected:
-        missing = sorted(expected - set(tables))
-        extra = sorted(set(tables) - expected)
+    if not required <= set(tables) <= allowed:
+        missing = sorted(required - set(tables))
+        extra = sorted(set(tables) - allowed)
         raise BundleError(
             "manifest.json: 'tables' does not match 'include_users'"
             + (f" (missing {', '.join(missing)})" if missing else "")
@@ -431,11 +464,12 @@ def _validate_manifest(manifest: dict[str, Any], source: _Source) -> dict[str, A
     created_at = manifest.get("created_at", "")
     if not isinstance(created_at, str):
         raise BundleError("manifest.json: 'created_at' must be a text.")
+    payloads = _validate_payloads(manifest.get("payloads", {}), source)
     for name_ in files:
         if not source.exists(name_):
             raise BundleError(f"The bundle has no file {name_} (listed in manifest.json).")
     if source._zip is not None:
-        listed = set(files) | {MANIFEST}
+        listed = set(files) | {MANIFEST} | {payload_member(sha) for sha in payloads}
         extra_files = sorted(source.names() - listed)
         if extra_files:
             raise BundleError(
@@ -452,7 +486,45 @@ def _validate_manifest(manifest: dict[str, Any], source: _Source) -> dict[str, A
         "checksum": checksum,
         "created_at": created_at,
         "files": files,
+        "payloads": payloads,
     }
+
+
+def _payload_limit(source: _Source) -> int:
+    """Return the size limit of one payload file of the bundle read through `source`."""
+    return min(source.limit, conf.payload_max_bytes())
+
+
+def _validate_payloads(raw: Any, source: _Source) -> dict[str, int]:
+    """Check the manifest's "payloads" ({sha256: size}) and that every file is there."""
+    if not isinstance(raw, dict):
+        raise BundleError("manifest.json: 'payloads' must be an object of SHA-256: size.")
+    if len(raw) > MAX_PAYLOADS:
+        raise BundleError(f"The bundle holds too many attachment files ({len(raw)}).", 413)
+    limit = _payload_limit(source)
+    payloads: dict[str, int] = {}
+    for sha, size in raw.items():
+        if not isinstance(sha, str) or not _HEX64.match(sha):
+            raise BundleError(f"manifest.json: {sha!r} in 'payloads' is not a SHA-256 hex digest.")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise BundleError(f"manifest.json: the size of payload {sha} is invalid.")
+        if size > limit:
+            raise BundleError(
+                f"The bundle's attachment file {sha} is larger than the limit "
+                f"({size} > {limit} bytes).",
+                413,
+            )
+        name = payload_member(sha)
+        if not source.exists(name):
+            raise BundleError(f"The bundle has no file {name} (listed in manifest.json).")
+        found = source.size(name)
+        if found != size:
+            raise BundleError(
+                f"The bundle's {name} holds {found} bytes, manifest.json says {size}: the "
+                "bundle is damaged or was changed after export."
+            )
+        payloads[sha] = size
+    return payloads
 
 
 def load(path: str | Path, *, max_bytes: int | None = None) -> Package:
@@ -466,7 +538,7 @@ def load(path: str | Path, *, max_bytes: int | None = None) -> Package:
     limit = conf.max_bytes() if max_bytes is None else int(max_bytes)
     with _Source(path, limit) as source:
         info = _validate_manifest(_read_manifest(source), source)
-        _verify_checksums(source, info["tables"], info["checksum"])
+        _verify_checksums(source, info["tables"], info["checksum"], info["payloads"])
     return Package(
         name=info["name"],
         version=info["version"],
@@ -478,6 +550,7 @@ def load(path: str | Path, *, max_bytes: int | None = None) -> Package:
         path=path,
         created_at=info["created_at"],
         tables=info["tables"],
+        payloads=info["payloads"],
     )
 
 
@@ -649,8 +722,13 @@ class _Digesting(io.RawIOBase):
         return len(data)
 
 
+def _tables_of(package: Package, include_users: bool) -> tuple[Table, ...]:
+    """Return the tables `package` carries (users only when `include_users`), in order."""
+    return tables_in(package.tables, include_users)
+
+
 def _plan(package: Package, include_users: bool) -> list[schema.Step]:
-    apps = {t.app_label for t in tables_for(include_users)}
+    apps = {t.app_label for t in _tables_of(package, include_users)}
     try:
         plan = schema.upgrade_plan(dict(map(tuple, package.schema)), apps)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -658,8 +736,8 @@ def _plan(package: Package, include_users: bool) -> list[schema.Step]:
     return schema.steps(plan)
 
 
-def _check_target(alias: str, include_users: bool) -> None:
-    apps = {t.app_label for t in tables_for(include_users)}
+def _check_target(alias: str, tables: tuple[Table, ...]) -> None:
+    apps = {t.app_label for t in (*tables, *DOMAIN_TABLES)}
     try:
         pending = schema.pending_for(alias, apps)
     except DatabaseError as exc:
@@ -682,16 +760,20 @@ def _validate(
     alias: str,
     progress: Progress | None = None,
     total: int = 0,
+    *,
+    payloads: dict[str, int] | None = None,
 ) -> None:
     """Read every row once: columns, values, unique keys and references, row counts, checksums.
 
     Every table of the package is read (users too, even when they are not applied), in
     dependency order, so a reference is resolvable when the table it names was read before.
+    The payloads the rows name are collected into `payloads` (SHA-256 -> size).
     """
     ids: dict[str, set[int]] = {}
-    digests: dict[str, str] = {}
+    digests: dict[str, str] = {payload_member(sha): sha for sha in package.payloads}
+    named = payloads if payloads is not None else {}
     done = 0
-    for table in tables_for(package.include_users):
+    for table in _tables_of(package, package.include_users):
         converter = _Converter(table, alias)
         digest = hashlib.sha256()
         seen: set[int] = set()
@@ -722,6 +804,10 @@ def _validate(
                     raise BundleError(
                         f"{where}: {column} {ref!r} names no row of {target} in the bundle."
                     )
+            if table.one_of and sum(row[c] is not None for c in table.one_of) != 1:
+                raise BundleError(f"{where}: exactly one of {', '.join(table.one_of)} is needed.")
+            if table.payload:
+                _payload_of_row(package, row, table.payload, where, named)
         expected = package.counts[table.label]
         if count != expected:
             raise BundleError(f"{table.file} holds {count} rows, manifest.json says {expected}.")
@@ -733,6 +819,28 @@ def _validate(
             )
     if overall_checksum(digests) != package.checksum:
         raise BundleError("The bundle's checksum does not match its data (changed since loaded?).")
+
+
+def _payload_of_row(
+    package: Package,
+    row: dict[str, Any],
+    columns: tuple[str, str],
+    where: str,
+    named: dict[str, int],
+) -> None:
+    """Check the payload a row names (its hash and size); add it to `named`."""
+    sha, size = row[columns[0]], row[columns[1]]
+    if not isinstance(sha, str) or not _HEX64.match(sha):
+        raise BundleError(f"{where}: {columns[0]} is not a SHA-256 in lower-case hex.")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise BundleError(f"{where}: {columns[1]} must be a positive number of bytes.")
+    if named.setdefault(sha, size) != size:
+        raise BundleError(f"{where}: the payload {sha} is named with two different sizes.")
+    carried = package.payloads.get(sha)
+    if carried is not None and carried != size:
+        raise BundleError(
+            f"{where}: {columns[1]} {size} does not match the size of payloads/{sha} ({carried})."
+        )
 
 
 def _next_id(cursor: Any, table_name: str) -> int:
@@ -747,46 +855,116 @@ def _next_id(cursor: Any, table_name: str) -> int:
     return max(highest, (row[0] if row else 0) or 0) + 1
 
 
+def database_file(alias: str) -> Path:
+    """Return the file of the database behind the Django alias `alias` (its settings' NAME)."""
+    return Path(str(connections[alias].settings_dict["NAME"]))
+
+
 def apply(
     package: Package,
     alias: str,
     *,
     progress: Progress | None = None,
     include_users: bool | None = None,
+    database: str | os.PathLike[str] | None = None,
 ) -> dict[str, int]:
     """Apply `package` to the migrated database `alias`, which holds no domain data yet.
 
-    Every row gets a new primary key and every reference the new key of its row. The rows
-    are validated first (columns, values, unique keys, references, counts, checksum); then
-    everything is written in one transaction. Users come along when the package has them and
-    `include_users` is not False; a user whose username exists in the target is kept as it
-    is (the bundle's is skipped). `progress(done, total)` counts rows read: each row of the
-    package once while validating, and each applied row again while writing. Returns rows
-    inserted per table label.
+    Every row gets a new primary key and every reference the new key of its row (a null
+    reference stays null). The rows are validated first (columns, values, unique keys,
+    references, counts, checksum); then the attachment files the rows name are put into the
+    payload store of `database` (default: the alias's file; a database built under a
+    temporary name passes its final name), each verified against its SHA-256 while it is
+    streamed, and everything is written in one transaction, committed while the store's
+    lock is held. Users come along when the package has them and `include_users` is not
+    False; a user whose username exists in the target is kept as it is (the bundle's is
+    skipped). `progress(done, total)` counts rows read: each row of the package once while
+    validating, and each applied row again while writing. Returns rows inserted per table
+    label.
     """
     users = package.include_users if include_users is None else bool(include_users)
     if users and not package.include_users:
         raise BundleError("The package holds no users.")
-    tables = tuple(t for t in tables_for(users))
+    tables = _tables_of(package, users)
     steps = _plan(package, users)
-    _check_target(alias, users)
+    _check_target(alias, tables)
     # Progress counts rows read: every row of the package once to validate it, then the
     # applied rows again to write them.
     checked = sum(package.counts.values())
     total = checked + sum(package.counts[t.label] for t in tables)
     with _Source(package.path, conf.max_bytes()) as source:
-        _validate(package, source, steps, alias, progress, total)
+        named: dict[str, int] = {}
+        _validate(package, source, steps, alias, progress, total, payloads=named)
+        store = PayloadStore.for_database(database or database_file(alias))
         try:
-            with transaction.atomic(using=alias):
-                # Checked again under the write lock: nobody added data meanwhile.
-                if domain_rows(alias):
-                    raise BundleError("The target database received data meanwhile.")
-                counts = _write(package, source, tables, steps, alias, checked, total, progress)
+            with store.writing() if named else nullcontext():
+                _put_payloads(package, source, store, named)
+                with transaction.atomic(using=alias):
+                    # Checked again under the write lock: nobody added data meanwhile.
+                    if domain_rows(alias):
+                        raise BundleError("The target database received data meanwhile.")
+                    counts = _write(package, source, tables, steps, alias, checked, total, progress)
         except IntegrityError as exc:
             raise BundleError(f"The bundle's data conflicts with the database ({exc}).") from None
+        except PayloadError as exc:
+            raise BundleError(f"The attachment files could not be stored: {exc}", 503) from None
     if progress:
         progress(total, total)
     return counts
+
+
+def _put_payloads(
+    package: Package, source: _Source, store: PayloadStore, named: dict[str, int]
+) -> None:
+    """Put every payload the rows name into `store` (call inside `store.writing()`).
+
+    A payload the bundle carries is streamed from it and verified against its name before it
+    takes that name in the store; one it does not carry must already be in the store, with
+    the size the rows give it. Content already stored is not written again (PayloadStore.put).
+    """
+    for sha, size in sorted(named.items()):
+        if sha in package.payloads:
+            continue
+        found = store.size_of(sha)
+        if found != size:
+            raise BundleError(
+                f"The bundle's rows name the attachment file {sha}, which is neither in the "
+                "bundle nor in the target database's attachments store: nothing was imported."
+            )
+    limit = _payload_limit(source)
+    for sha in sorted(set(named) & set(package.payloads)):
+        name = payload_member(sha)
+        try:
+            with source.open(name, limit) as handle:
+                stored = store.put(_verified_chunks(handle, sha, name), max_bytes=limit)
+        except OSError as exc:
+            raise BundleError(
+                f"The attachment file {sha} could not be stored: {exc.strerror or exc}. "
+                "Nothing was imported."
+            ) from None
+        if stored.sha256 != sha:  # pragma: no cover - _verified_chunks refuses it first
+            raise BundleError(_tampered(name))
+
+
+def _tampered(name: str) -> str:
+    return (
+        f"The content of {name} does not match its SHA-256: the bundle is damaged or was "
+        "changed after export. Nothing was imported."
+    )
+
+
+def _verified_chunks(handle: IO[bytes], sha: str, name: str) -> Iterator[bytes]:
+    """Yield the content of `handle`; raise BundleError at its end if its SHA-256 is not `sha`.
+
+    Raised from inside PayloadStore.put's loop, so the content never takes its name in the
+    store (put removes its temporary file).
+    """
+    digest = hashlib.sha256()
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
+        yield chunk
+    if digest.hexdigest() != sha:
+        raise BundleError(_tampered(name))
 
 
 def _write(
@@ -924,7 +1102,11 @@ def export(
 ) -> Package:
     """Write the domain data of `alias` as a bundle at `target` (a .zip, else a folder).
 
-    Rows are streamed table by table (never all in memory). The bundle is written beside the
+    Rows are streamed table by table (never all in memory), then every attachment file the
+    rows name, once each, streamed from the database's payload store and checked against
+    its SHA-256 on the way. The store is held (`writing`, shared) for the whole export, so
+    the collector cannot remove a file the exported rows name. A row whose file is missing
+    or damaged fails the export (nothing is written). The bundle is written beside the
     target under a temporary name and moved into place at the end; an existing target is
     never overwritten.
     """
@@ -946,36 +1128,48 @@ def export(
         )
     as_zip = target.suffix.lower() == ".zip"
     temp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
+    source_file = database_file(alias)
+    store = PayloadStore.for_database(source_file)
     try:
-        with _read_snapshot(alias):
+        # No store folder yet: no payload either (an upload made meanwhile is not in the
+        # snapshot read below).
+        with store.writing() if store.root.is_dir() else nullcontext(), _read_snapshot(alias):
             state = schema.applied_leaves(alias)
             counts = {t.label: t.model().objects.using(alias).count() for t in tables}
+            # An optional table without rows is left out: the format before it existed.
+            tables = tuple(t for t in tables if counts[t.label] or not t.optional)
+            counts = {t.label: counts[t.label] for t in tables}
+            sizes = _payloads_to_export(alias, tables, store, source_file)
             total = sum(counts.values())
             if as_zip:
                 with zipfile.ZipFile(temp, "x", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-                    digests = _write_tables(
-                        alias,
-                        tables,
-                        lambda n: zf.open(_zip_info(n), "w", force_zip64=True),
-                        total,
-                        progress,
-                    )
+
+                    def member(n: str) -> IO[bytes]:
+                        return zf.open(_zip_info(n), "w", force_zip64=True)
+
+                    digests = _write_tables(alias, tables, member, total, progress)
+                    digests.update(_write_payloads(store, sizes, member, source_file))
                     manifest = _manifest(
                         name, version, description, include_users, state, tables, counts, digests
                     )
+                    if sizes:
+                        manifest["payloads"] = sizes
                     zf.writestr(_zip_info(MANIFEST), json.dumps(manifest, indent=2) + "\n")
             else:
                 (temp / "data").mkdir(parents=True)
-                digests = _write_tables(
-                    alias,
-                    tables,
-                    lambda n: open(temp / n, "xb"),  # noqa: SIM115
-                    total,
-                    progress,
-                )
+                if sizes:
+                    (temp / PAYLOADS_DIR).mkdir()
+
+                def new_file(n: str) -> IO[bytes]:
+                    return open(temp / n, "xb")
+
+                digests = _write_tables(alias, tables, new_file, total, progress)
+                digests.update(_write_payloads(store, sizes, new_file, source_file))
                 manifest = _manifest(
                     name, version, description, include_users, state, tables, counts, digests
                 )
+                if sizes:
+                    manifest["payloads"] = sizes
                 (temp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if as_zip:
             # link() refuses an existing name: a file made meanwhile is never replaced.
@@ -987,6 +1181,8 @@ def export(
         raise BundleError(f"{target} already exists: choose another name.") from None
     except OSError as exc:
         raise BundleError(f"The bundle could not be written: {exc.strerror or exc}.") from None
+    except PayloadError as exc:  # the store is being collected (StoreBusy)
+        raise BundleError(f"Nothing was exported: {exc}", 503) from None
     finally:
         if os.path.lexists(temp):
             if temp.is_dir():
@@ -996,6 +1192,86 @@ def export(
     if progress:
         progress(total, total)
     return load(target)
+
+
+def _dbcheck_hint(database: Path) -> str:
+    """Return the dbcheck command line for the database file `database`."""
+    in_catalog = PayloadStore.for_database(database).root == database.parent / PAYLOADS_FOLDER
+    return f"`manage.py dbcheck {database.parent.name if in_catalog else '<label>'}`"
+
+
+def _payloads_to_export(
+    alias: str, tables: tuple[Table, ...], store: PayloadStore, database: Path
+) -> dict[str, int]:
+    """Return SHA-256 -> size of every payload the rows of `tables` name, each file checked.
+
+    Raise BundleError, before anything is written, when a file is missing or its size is
+    not the one its rows give.
+    """
+    sizes: dict[str, int] = {}
+    for table in tables:
+        if not table.payload:
+            continue
+        query = table.model().objects.using(alias).order_by().values_list(*table.payload)
+        for sha, size in query.distinct().iterator(chunk_size=BATCH):
+            if sizes.setdefault(sha, size) != size:
+                raise BundleError(
+                    f"The database's attachments name the file {sha} with two sizes: check it "
+                    f"with {_dbcheck_hint(database)}. Nothing was exported."
+                )
+            if len(sizes) > MAX_PAYLOADS:
+                raise BundleError(
+                    f"The database has more than {MAX_PAYLOADS} attachment files, more than a "
+                    "bundle carries. Nothing was exported.",
+                    413,
+                )
+    for sha, size in sorted(sizes.items()):
+        try:
+            found = store.size_of(sha)
+        except PayloadError:  # not a SHA-256 at all
+            found = None
+        if found is None:
+            raise BundleError(
+                f"The attachment file {sha} is missing from the database's attachments store "
+                f"({store.root}); see {_dbcheck_hint(database)}. Nothing was exported."
+            )
+        if found != size:
+            raise BundleError(
+                f"The attachment file {sha} is damaged ({found} bytes, its rows say {size}); "
+                f"see {_dbcheck_hint(database)}. Nothing was exported."
+            )
+    return sizes
+
+
+def _write_payloads(
+    store: PayloadStore,
+    sizes: dict[str, int],
+    opener: Callable[[str], IO[bytes]],
+    database: Path,
+) -> dict[str, str]:
+    """Stream each payload into its member `payloads/<sha256>`; return name -> SHA-256."""
+    digests: dict[str, str] = {}
+    for sha in sorted(sizes):
+        name = payload_member(sha)
+        digest = hashlib.sha256()
+        try:
+            handle = store.open(sha)
+        except FileNotFoundError:
+            raise BundleError(
+                f"The attachment file {sha} disappeared from the database's attachments store; "
+                f"see {_dbcheck_hint(database)}. Nothing was exported."
+            ) from None
+        with handle, opener(name) as out:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha:
+            raise BundleError(
+                f"The attachment file {sha} is damaged (its content no longer matches its "
+                f"SHA-256); see {_dbcheck_hint(database)}. Nothing was exported."
+            )
+        digests[name] = sha
+    return digests
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:

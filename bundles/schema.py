@@ -38,6 +38,7 @@ UPGRADES: dict[tuple[str, str], Step | str | None] = {
     ("companies", "0001_initial"): None,
     ("companies", "0002_company_website"): _companies_0002_website,
     ("accounts", "0001_initial"): None,
+    ("attachments", "0001_initial"): None,
 }
 
 

@@ -1,14 +1,21 @@
 """Which tables a bundle carries, in the order they are written and applied.
 
-A bundle holds a database's *domain* data: companies, their projects, and (only when the
-package says so) the users. Each table is one JSON Lines file `data/<label>.jsonl`, one JSON
-object per row keyed by the model's column names (`company_id` for a foreign key). Primary
-keys in a bundle are only names for rows: applying a bundle gives every row a new key and
-rewrites every reference (`refs`) to the new key of the row it names.
+A bundle holds a database's *domain* data: companies, their projects, their attachments,
+and (only when the package says so) the users. Each table is one JSON Lines file
+`data/<label>.jsonl`, one JSON object per row keyed by the model's column names (`company_id`
+for a foreign key). Primary keys in a bundle are only names for rows: applying a bundle gives
+every row a new key and rewrites every reference (`refs`) to the new key of the row it names;
+a null reference stays null.
+
+An `optional` table (attachments) is written only when it has rows, and a bundle without it
+(made before attachments existed, or of a database without any) simply has none: such
+bundles stay readable by versions that do not know the table. A table with `payload` names
+content kept beside the database (payloads.store): the bundle carries those files too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from django.apps import apps
@@ -28,6 +35,12 @@ class Table:
     # (users: an account that already exists, e.g. the admin who imports, is never replaced).
     keep_existing_by: str | None = None
     users: bool = False
+    # Written only when it has rows; a bundle without it has none.
+    optional: bool = False
+    # Exactly one of these columns holds a value in every row (attachments: company or project).
+    one_of: tuple[str, ...] = ()
+    # (hash column, size column) of rows naming a payload: a SHA-256 and its size in bytes.
+    payload: tuple[str, str] | None = None
 
     @property
     def app_label(self) -> str:
@@ -57,6 +70,15 @@ TABLES: tuple[Table, ...] = (
     Table("companies.company"),
     Table("companies.project", refs={"company_id": "companies.company"}),
     Table(
+        "attachments.attachment",
+        # The uploader is a user of the source file; the name recorded with the row stays.
+        exclude=("uploaded_by_id",),
+        refs={"company_id": "companies.company", "project_id": "companies.project"},
+        optional=True,
+        one_of=("company_id", "project_id"),
+        payload=("sha256", "size"),
+    ),
+    Table(
         "accounts.user",
         # Paths of another machine's database files mean nothing in this one.
         exclude=("last_db_path", "last_db_display_name"),
@@ -65,9 +87,15 @@ TABLES: tuple[Table, ...] = (
     ),
 )
 BY_LABEL = {t.label: t for t in TABLES}
-DOMAIN_TABLES = tuple(t for t in TABLES if not t.users)
+# The tables whose rows make a database "hold data" (attachments belong to their rows).
+DOMAIN_TABLES = (BY_LABEL["companies.company"], BY_LABEL["companies.project"])
 
 
 def tables_for(include_users: bool) -> tuple[Table, ...]:
-    """Return the tables a bundle with or without users carries."""
+    """Return the tables a bundle with or without users may carry (optional ones included)."""
     return tuple(t for t in TABLES if include_users or not t.users)
+
+
+def tables_in(labels: Container[str], include_users: bool) -> tuple[Table, ...]:
+    """Return the tables of `tables_for(include_users)` named in `labels`, in their order."""
+    return tuple(t for t in tables_for(include_users) if t.label in labels)
