@@ -1,10 +1,11 @@
 """The Export / Import page at /bundles/: always about the database the session works on.
 
 Admins of the selected database only (403 otherwise, every refused POST audited as
-"bundle.denied"). Export answers a .zip download of the database's domain data; Import
-takes a .zip upload into the database when it holds no companies or projects yet, validates
-it completely and applies it in one transaction. An upload over the size limit is refused
-(413) before it is opened.
+"bundle.denied"). Export answers a .zip download of the database's domain data and its
+attachment files; Import takes a .zip upload into the database when it holds no companies or
+projects yet, validates it completely and applies it in one transaction (its attachment files
+into the selected database's payload store, see bundles.package.apply). An upload over the
+size limit is refused (413) before it is opened.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""manage.py exportdb <label> -o file.zip: write a database's domain data as a bundle."""
+"""manage.py exportdb <label> -o file.zip: a database's domain data and attachments as a bundle."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from dbselect import engines
 
 class Command(BaseCommand):
     help = (
-        "Export the companies and projects (and with --users the users) of "
-        "databases/<label>/nukeworks.sqlite as a bundle: a .zip (or a folder when the output "
+        "Export the companies and projects with their attachments (and with --users the users) "
+        "of databases/<label>/nukeworks.sqlite as a bundle: a .zip (or a folder when the output "
         "does not end in .zip). With a name and a version, the bundle is a seed package."
     )
 

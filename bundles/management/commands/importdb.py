@@ -21,7 +21,8 @@ class Command(BaseCommand):
         "new database (--new <label>: databases/<label>/nukeworks.sqlite, built under a "
         "temporary name and moved into place when complete) or into an existing database "
         "without companies or projects (--into <label>). The bundle is validated first and "
-        "applied in one transaction: on any error nothing is changed."
+        "applied in one transaction: on any error nothing is changed. Its attachment files go "
+        "into the database's payloads/ folder, each checked against its SHA-256."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
