@@ -531,8 +531,10 @@ def load(path: str | Path, *, max_bytes: int | None = None) -> Package:
     """Open and validate the bundle at `path` (a folder or a .zip); raise BundleError.
 
     Checks the manifest, the file names (no absolute path, `..` or link), the sizes against
-    `max_bytes` (default: settings.NUKEWORKS_BUNDLE_MAX_BYTES) and the checksum. The rows
-    themselves are validated by `apply`, before it writes anything.
+    `max_bytes` (default: settings.NUKEWORKS_BUNDLE_MAX_BYTES) and the checksum, and that
+    every payload file listed is there with its size (at most the attachments' MAX_BYTES).
+    The rows themselves, and the payloads' content, are validated by `apply`, before it
+    writes anything.
     """
     path = Path(path)
     limit = conf.max_bytes() if max_bytes is None else int(max_bytes)
