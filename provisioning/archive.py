@@ -253,30 +253,30 @@ def unarchive(
             status=404,
         )
     old_label = match["label"]
-    label = check_label(label or old_label)
-    filename = progress.database_path(label).name
-    if not (source / filename).is_file():
+    archived = source / progress.database_path(old_label).name
+    if not archived.is_file():
         raise ProvisioningError(
-            f"The archived folder {name} holds no {filename}; it is not brought back.",
+            f"The archived folder {name} holds no {archived.name}; it is not brought back.",
             code="unknown_archive",
             status=404,
         )
-    _refuse_taken(label)
-    folder = progress.folder_for(label)
     try:
-        os.rename(source, folder)  # onto nothing, or an empty folder; never a full one
-    except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-            raise ProvisioningError(
-                f"The folder databases/{label}/ was taken meanwhile; nothing was changed.",
-                code="label_taken",
-                status=409,
-            ) from None
-        raise ProvisioningError(
-            f"The archived folder could not be moved back: {exc}.",
-            code="unarchive_failed",
-            status=500,
-        ) from exc
+        label = check_label(label or old_label)
+        _refuse_taken(label)
+        folder = progress.folder_for(label)
+        _move_back(source, folder, label)
+    except ProvisioningError as exc:
+        # Recorded in the archived database itself (it stays in the archive).
+        _record_in(
+            archived,
+            UNARCHIVE_ACTION,
+            target=str(archived),
+            outcome="failure",
+            detail=f"{name} as {str(label)[:60]!r}: {exc.message}, via {via or '-'}",
+            request=request,
+            username=requested_by or None,
+        )
+        raise
     fsync_folder(folder.parent)
     fsync_folder(source.parent)
     path = progress.database_path(label)
@@ -294,6 +294,23 @@ def unarchive(
     )
     logger.info("database unarchived folder=%s label=%s", name, label)
     return path
+
+
+def _move_back(source: Path, folder: Path, label: str) -> None:
+    try:
+        os.rename(source, folder)  # onto nothing, or an empty folder; never a full one
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            raise ProvisioningError(
+                f"The folder databases/{label}/ was taken meanwhile; nothing was changed.",
+                code="label_taken",
+                status=409,
+            ) from None
+        raise ProvisioningError(
+            f"The archived folder could not be moved back: {exc}.",
+            code="unarchive_failed",
+            status=500,
+        ) from exc
 
 
 def _relabel_snapshots(database: Path, old: str, new: str) -> int:

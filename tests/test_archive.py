@@ -160,6 +160,8 @@ def test_restore_refuses_a_taken_label_and_takes_another(site, make_database):
     with pytest.raises(CommandError, match="label"):
         archivedb("--restore", moved.name, "--label", "../x")
     assert moved.is_dir()
+    [outcome, outcome2] = [o for o, _, _ in audit(moved / "nukeworks.sqlite", "database.unarchive")]
+    assert outcome == outcome2 == "failure"
     archivedb("--restore", moved.name, "--label", "old-site")
     old = databases_dir() / "old-site" / "nukeworks.sqlite"
     assert display_name(old) == "Site" and display_name(site) == "New site"
