@@ -46,7 +46,7 @@ from bundles import newdb
 from dbselect import engines
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
-from dbselect.layout import is_snapshot_path, snapshot_dir_for
+from dbselect.layout import is_archived_path, is_snapshot_path, snapshot_dir_for
 from dbselect.models import SystemSetting
 from payloads import references
 from payloads.carry import Carried, carry
@@ -222,6 +222,18 @@ def restore_as_new(
     started = time.monotonic()
     snapshot: snapshots.Snapshot | None = None
     try:
+        _check_source(database)
+    except ProvisioningError as exc:
+        _audit_source(
+            None,
+            RESTORE_AS_NEW_ACTION,
+            "failure",
+            f"{database} snapshot {snapshot_name} → {label}: {exc.message}",
+            target=database,
+            **_who(requested_by, request),
+        )
+        raise
+    try:
         name = _display_name(display_name, label)
         check_label(label)
         _refuse_taken(label)  # before the snapshot is read whole to be verified
@@ -313,6 +325,12 @@ def _check_source(source: str) -> None:
         raise ProvisioningError(
             "This file is a snapshot: restore it as a new database instead "
             "(copydb --from-snapshot, or “Restore as new database…” on the Snapshots page).",
+            code="invalid_source",
+        )
+    if is_archived_path(os.path.realpath(source)):
+        raise ProvisioningError(
+            "This database is archived: bring it back first (manage.py archivedb --restore), "
+            "then copy it.",
             code="invalid_source",
         )
     try:

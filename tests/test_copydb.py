@@ -233,7 +233,7 @@ def test_a_taken_label_is_refused_and_nothing_is_changed(source, make_database):
     assert [o for o, _, _ in audit(source, "database.copy")] == ["failure", "failure"]
 
 
-def test_an_unknown_source_or_a_snapshot_is_refused(source):
+def test_an_unknown_source_a_snapshot_or_an_archived_database_is_refused(source):
     before = folder_listing()
     with pytest.raises(CommandError, match="No database labelled"):
         copydb("nowhere", "x1")
@@ -243,7 +243,19 @@ def test_an_unknown_source_or_a_snapshot_is_refused(source):
     with pytest.raises(CommandError, match="snapshot"):
         copydb(str(snapshot.path), "x2")
     assert not (databases_dir() / "x1").exists() and not (databases_dir() / "x2").exists()
+    # Nor a snapshot's own snapshots: nothing is ever written into a snapshot file.
+    with pytest.raises(CommandError, match="snapshot"):
+        copydb(str(snapshot.path), "x3", "--from-snapshot", snapshot.name)
+    assert service.get_snapshot(str(source), snapshot.name).sha256 == snapshot.sha256
+    from snapshots.sqlite_copy import sha256_of
+
+    assert sha256_of(snapshot.path) == snapshot.sha256
     assert [p for p in folder_listing() if "/snapshots" not in p] == before
+    call_command("archivedb", "plant-a", "--noinput", stdout=io.StringIO())
+    [archived] = list((databases_dir() / ".archive").iterdir())
+    with pytest.raises(CommandError, match="archived"):
+        copydb(str(archived / "nukeworks.sqlite"), "x4")
+    assert not (databases_dir() / "x4").exists()
 
 
 def test_a_failed_copy_leaves_nothing_behind(source, monkeypatch):
