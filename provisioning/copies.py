@@ -243,7 +243,7 @@ def restore_as_new(
             with handle:
                 fd = handle.fileno()
                 try:
-                    snapshots._verify_restorable(snapshot, fd, allow_old_schema=True)
+                    snapshots.verify_restorable(snapshot, fd, allow_old_schema=True)
                 except snapshots.SnapshotError as exc:
                     raise ProvisioningError(
                         str(exc).replace("The database was not changed.", "").strip()

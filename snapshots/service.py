@@ -78,6 +78,7 @@ __all__ = [
     "prune_plan",
     "restore_snapshot",
     "scan_folder",
+    "verify_restorable",
 ]
 
 
@@ -384,7 +385,7 @@ def _remove(snapshot: Snapshot) -> None:
         metadata.sidecar_of(snapshot.path).unlink()
 
 
-def _verify_restorable(snapshot: Snapshot, fd: int, *, allow_old_schema: bool) -> None:
+def verify_restorable(snapshot: Snapshot, fd: int, *, allow_old_schema: bool) -> None:
     """Refuse a damaged, altered or incompatible snapshot before anything is touched.
 
     `fd` is the descriptor snapshots.folder checked: the SHA-256 is computed from it, so the
@@ -534,7 +535,7 @@ def restore_snapshot(
             snapshot, fd = _inspect(database, name, keep_open=True)
             assert fd is not None
             stack.callback(os.close, fd)
-            _verify_restorable(snapshot, fd, allow_old_schema=allow_old_schema)
+            verify_restorable(snapshot, fd, allow_old_schema=allow_old_schema)
             safety = _create(
                 database,
                 kind=Kind.SAFETY,

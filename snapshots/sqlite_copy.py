@@ -278,7 +278,7 @@ def copy_database(
     The copy is not put through `quick_check`: it holds exactly the pages of one read
     transaction of the source, as SQLite's pager reads them, and its SHA-256 is that of the
     bytes written. Whether those pages form a sound database is checked where it matters,
-    before a restore (snapshots.service._verify_restorable, restore_into); `dbcheck` checks
+    before a restore (snapshots.service.verify_restorable, restore_into); `dbcheck` checks
     a live database. Reading the whole copy once more for it cost 0.5 s per GiB.
     """
     source, destination = Path(source), Path(destination)
