@@ -50,6 +50,7 @@ class Tally:
     """What one writer saw."""
 
     acknowledged: dict[str, float] = field(default_factory=dict)  # name -> time of the answer
+    ids: dict[str, int] = field(default_factory=dict)  # name -> id in the redirect Location
     refused: int = 0  # a 503 page: the user was told the change was not saved
     errors: int = 0  # no answer at all (a killed worker's connection)
     fallbacks: list[str] = field(default_factory=list)
@@ -88,8 +89,10 @@ def _writer(server: GunicornServer, db: Path, tag: str, deadline: float, tally: 
             tally.errors += 1
             time.sleep(0.05)
             continue
-        if status == 302 and COMPANY_URL.search(location):
+        found = COMPANY_URL.search(location) if status == 302 else None
+        if found:
             tally.acknowledged[name] = time.monotonic()
+            tally.ids[name] = int(found.group(1))
         elif status == 503:
             tally.refused += 1
         else:
@@ -102,6 +105,47 @@ def _integrity(path: Path) -> str:
         return "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check"))
     finally:
         conn.close()
+
+
+def _rows_at(path: Path, ids: list[int]) -> dict[int, str]:
+    """Return the name stored at each of `ids` in the file (ids with no row are left out)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {
+            row[0]: row[1]
+            for i in ids
+            for row in conn.execute("SELECT id, name FROM companies_company WHERE id = ?", (i,))
+        }
+    finally:
+        conn.close()
+
+
+def _lost_report(
+    db: Path, lost: set[str], acknowledged: dict[str, float], ids: dict[str, int], start: float
+) -> str:
+    """Describe each lost write: its id, when it was acknowledged, what the file holds there.
+
+    The id reused by another name means the committed transaction was undone (the WAL lost or
+    reset under a writer); no row there means something else (a gap).
+    """
+    if not lost:
+        return ""
+    rows = _rows_at(db, [ids[n] for n in lost])
+    lines = []
+    for name in sorted(lost, key=lambda n: acknowledged[n]):
+        at = rows.get(ids[name])
+        held = f"held by {at!r} (id reused: commit undone)" if at is not None else "no row (gap)"
+        lines.append(
+            f"{name}: id {ids[name]}, acknowledged at +{acknowledged[name] - start:.3f}s, {held}"
+        )
+    return "\n".join(lines)
+
+
+def _server_log_tail(server: GunicornServer, chars: int = 4000) -> str:
+    try:
+        return server.log.read_text(errors="replace")[-chars:]
+    except OSError as exc:
+        return f"(no server log: {exc})"
 
 
 def _snapshots(db: Path) -> set[Path]:
@@ -209,8 +253,10 @@ def test_every_acknowledged_write_survives(run, fault):
     run.server.stop()
 
     acknowledged: dict[str, float] = {}
+    ids: dict[str, int] = {}
     for tally in tallies:
         acknowledged.update(tally.acknowledged)
+        ids.update(tally.ids)
     present = company_names(run.db)
     lost = set(acknowledged) - present
     new_snapshots = _snapshots(run.db) - before - run.restored
@@ -234,7 +280,11 @@ def test_every_acknowledged_write_survives(run, fault):
     }
     print("durability", figures)
     assert len(acknowledged) > WRITERS * 10, figures
-    assert lost == set(), figures
+    # The message (only built on failure): each lost write, and the server's log.
+    assert lost == set(), (
+        f"{figures}\nlost writes:\n{_lost_report(run.db, lost, acknowledged, ids, start)}"
+        f"\nserver log ({run.server.log}), tail:\n{_server_log_tail(run.server)}"
+    )
     assert figures["integrity"] == "ok"
     for snapshot in new_snapshots:
         assert _integrity(snapshot) == "ok", snapshot
