@@ -16,16 +16,40 @@ may be read raw, and only through `read_prefix`, which holds a per-file guard th
 `mark_live` also takes, so a file never becomes live while a raw descriptor of it is open. The
 file is first opened with O_PATH (whose close releases no lock) to learn which inode it is;
 the readable descriptor is then opened through /proc/self/fd, so it can only ever be that
-inode. A mark lasts as long as its path still names its inode: a deleted database's inode,
-reused by another file, is not live. `tests/test_raw_descriptors.py` checks the request
-path for raw opens of live files.
+inode. A file is live as well while a `GuardedConnection` to it is open (validation reads
+files that have no engine here yet, several threads at once: a raw read by one released the
+lock of another's validation connection, and the Django connections opened next in that
+process only counted that lost lock, measured under strace). A mark lasts as long as its
+path still names its inode: a deleted database's inode, reused by another file, is not live.
+`tests/test_raw_descriptors.py` checks the request path for raw opens of live files.
+
+SQLite itself has the same hazard between its own connections (SQLite 3.40, os_unix.c): when a
+connection closes and no other connection of the process holds a lock on the file, `unixClose`
+decides under the file's lock mutex to close its descriptor for real, releases the mutex, and
+only then calls close(). A thread whose connection takes its first SHARED lock in that gap (a
+new connection's first read) loses it at once to that close(), while SQLite counts it as held,
+so no later connection of the process takes it again either. The other worker process then
+sees no reader, checkpoints and deletes the WAL and its -shm on its last close, and what this
+process commits afterwards goes to the deleted WAL: acknowledged writes lost
+(tests/test_durability.py, about 1 run in 15 under load, in the first seconds, when a
+worker's connections come and go alone; under strace: a validation connection's close(), the
+other worker unlinking -wal and -shm, lost writes whose ids the file gave to later ones, then
+"disk I/O error"). In WAL mode a connection takes the SHARED lock of the database file once,
+at its first read, and keeps it until it closes, so `GuardedConnection` closes the gap: its
+first read and its close run under one lock per file (`sqlite_guard`). Every SQLite connection
+the request path opens to a database file (runtime backend, validation, fingerprints) is one;
+`tests/test_sqlite_lock_race.py` provokes the race with and without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import stat
 import threading
+import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +60,10 @@ FileKey = tuple[int, int]  # (st_dev, st_ino)
 _live: dict[FileKey, str] = {}
 _guards: dict[FileKey, threading.Lock] = {}
 _guards_lock = threading.Lock()
+# key -> the lock under which SQLite connections to that file take their first lock and close.
+_sqlite_guards: dict[FileKey, threading.RLock] = {}
+# key -> how many GuardedConnections to that file are open (changed under _guard(key)).
+_connections: dict[FileKey, int] = {}
 
 
 class LiveFile(Exception):
@@ -95,7 +123,8 @@ def _is_marked(key: FileKey) -> bool:
 
 def is_live(st: os.stat_result) -> bool:
     """Return True when this process works on the file described by `st`."""
-    return _is_marked(key_of(st))
+    key = key_of(st)
+    return _is_marked(key) or bool(_connections.get(key))
 
 
 def mark_live(path: str) -> bool:
@@ -144,7 +173,7 @@ def read_prefix(path: str, size: int) -> RawRead:
             raise NotRegularFile(stat.S_ISDIR(st.st_mode))
         key = key_of(st)
         with _guard(key):
-            if _is_marked(key):
+            if _is_marked(key) or _connections.get(key):
                 raise LiveFile(path, st)
             # Re-opening through /proc/self/fd opens exactly the inode checked above, even if
             # the path was renamed or replaced meanwhile.
@@ -158,6 +187,86 @@ def read_prefix(path: str, size: int) -> RawRead:
                 os.close(fd)
     finally:
         os.close(path_fd)
+
+
+@contextlib.contextmanager
+def sqlite_guard(key: FileKey) -> Iterator[None]:
+    """Hold the lock under which connections to file `key` take their first lock or close."""
+    guard = _sqlite_guards.get(key)
+    if guard is None:
+        with _guards_lock:
+            guard = _sqlite_guards.setdefault(key, threading.RLock())
+    with guard:
+        yield
+
+
+def sqlite_file_key(database: object) -> FileKey | None:
+    """Return the file a sqlite3.connect() `database` (a path or file: URI) names, if any."""
+    name = os.fsdecode(database) if isinstance(database, str | bytes | os.PathLike) else ""
+    if name.startswith("file:"):
+        parts = urllib.parse.urlsplit(name)
+        if "mode=memory" in parts.query:
+            return None
+        name = urllib.parse.unquote(parts.path)
+    if not name or name == ":memory:":
+        return None
+    try:
+        return key_of(os.stat(name))
+    except OSError:
+        return None  # nothing to open there: connect() itself says so
+
+
+class GuardedConnection(sqlite3.Connection):
+    """A sqlite3 connection whose first lock and whose close never interleave with another's.
+
+    Used as `sqlite3.connect(..., factory=GuardedConnection)`. Opening reads the header
+    (`PRAGMA schema_version`: one page, no schema parsed, nothing of the file runs), which in
+    WAL mode takes the SHARED lock that the connection keeps until it closes; that read and the
+    close hold the file's `sqlite_guard`, so a close never releases a lock another thread has
+    just taken (module docstring). A file in rollback-journal mode (network paths) takes and
+    drops its lock at every transaction, which this cannot cover.
+    """
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        key = sqlite_file_key(database)
+        self.file_key = key
+        if key is None:
+            super().__init__(database, *args, **kwargs)
+            return
+        # Live from now on: waits for a raw read of the file in progress (read_prefix), and
+        # no raw read starts until this connection is closed.
+        _count_connection(key, +1)
+        try:
+            super().__init__(database, *args, **kwargs)
+            with sqlite_guard(key):
+                try:
+                    self.execute("PRAGMA schema_version").fetchone()
+                except BaseException:
+                    super().close()  # under the guard already
+                    raise
+        except BaseException:
+            self.file_key = None
+            _count_connection(key, -1)
+            raise
+
+    def close(self) -> None:
+        key = getattr(self, "file_key", None)
+        if key is None:
+            super().close()
+            return
+        with sqlite_guard(key):
+            super().close()
+        self.file_key = None
+        _count_connection(key, -1)
+
+
+def _count_connection(key: FileKey, delta: int) -> None:
+    with _guard(key):
+        count = _connections.get(key, 0) + delta
+        if count > 0:
+            _connections[key] = count
+        else:
+            _connections.pop(key, None)
 
 
 def forget_all() -> None:

@@ -208,6 +208,9 @@ def open_readonly(
         timeout=timeout,
         isolation_level=None,
         check_same_thread=False,
+        # A validation connection to a file this process writes must not close while another
+        # thread's connection takes its first lock: that close would release it (live_files).
+        factory=live_files.GuardedConnection,
     )
     try:
         for limit, value in _LIMITS.items():

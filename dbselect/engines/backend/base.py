@@ -7,6 +7,7 @@ from typing import Any
 from django.db.backends.sqlite3 import base
 
 from dbselect.engines import connections as tracking
+from dbselect.engines import live_files
 from dbselect.files.paths import sqlite_uri
 
 
@@ -19,6 +20,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if not name.startswith("file:") and name != ":memory:":
             # mode=rw: opens the file for reading and writing but never creates it.
             params["database"] = sqlite_uri(name, "rw")
+        # First lock and close under the file's guard: SQLite's own close() can otherwise
+        # release the lock another thread's new connection has just taken, and the other
+        # worker then deletes the WAL under this one (dbselect.engines.live_files).
+        params["factory"] = live_files.GuardedConnection
         return params
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
