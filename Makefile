@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run setup venv browser test test-stress lint bench demo-data clean-venv
+.PHONY: run setup venv browser test-tools test test-stress lint bench demo-data clean-venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,14 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: browser tests will be skipped (apt-get install chromium)"; fi; }
 
-test: venv browser
+## strace: tests/test_sqlite_lock_race.py slows SQLite's close() with it to provoke a race.
+test-tools:
+	@command -v strace >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; \
+	  else echo "strace is missing: the SQLite lock race test will be skipped (apt-get install strace)"; fi; }
+
+test: venv browser test-tools
 	$(VENV)/bin/pytest
 
 ## The whole suite three times in a row with every core kept busy (flakiness check; not in CI).

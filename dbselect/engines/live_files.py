@@ -63,7 +63,7 @@ _guards_lock = threading.Lock()
 # key -> the lock under which SQLite connections to that file take their first lock and close.
 _sqlite_guards: dict[FileKey, threading.RLock] = {}
 # key -> how many GuardedConnections to that file are open (changed under _guard(key)).
-_connections: dict[FileKey, int] = {}
+_open_counts: dict[FileKey, int] = {}
 
 
 class LiveFile(Exception):
@@ -124,7 +124,7 @@ def _is_marked(key: FileKey) -> bool:
 def is_live(st: os.stat_result) -> bool:
     """Return True when this process works on the file described by `st`."""
     key = key_of(st)
-    return _is_marked(key) or bool(_connections.get(key))
+    return _is_marked(key) or bool(_open_counts.get(key))
 
 
 def mark_live(path: str) -> bool:
@@ -173,7 +173,7 @@ def read_prefix(path: str, size: int) -> RawRead:
             raise NotRegularFile(stat.S_ISDIR(st.st_mode))
         key = key_of(st)
         with _guard(key):
-            if _is_marked(key) or _connections.get(key):
+            if _is_marked(key) or _open_counts.get(key):
                 raise LiveFile(path, st)
             # Re-opening through /proc/self/fd opens exactly the inode checked above, even if
             # the path was renamed or replaced meanwhile.
@@ -262,11 +262,11 @@ class GuardedConnection(sqlite3.Connection):
 
 def _count_connection(key: FileKey, delta: int) -> None:
     with _guard(key):
-        count = _connections.get(key, 0) + delta
+        count = _open_counts.get(key, 0) + delta
         if count > 0:
-            _connections[key] = count
+            _open_counts[key] = count
         else:
-            _connections.pop(key, None)
+            _open_counts.pop(key, None)
 
 
 def forget_all() -> None:
