@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbselect.engines.live_files import GuardedConnection
 from dbselect.files.paths import is_network_path, sqlite_uri
 from snapshots import pagecopy
 
@@ -53,6 +54,10 @@ RESTORE_STEP_PAGES = 16384
 # Reading through a memory map saves one read() per page (~15 % of a snapshot's time). SQLite
 # advises against mmap on network file systems, so those read page by page.
 MMAP_SIZE = 1 << 40
+
+# Connections to a database file the server may be working on: their first lock and their
+# close never interleave with another thread's (dbselect.engines.live_files).
+_Guarded = GuardedConnection
 
 
 class CopyFailed(Exception):
@@ -79,7 +84,7 @@ def _readonly_uri(path: str | Path) -> str:
 def check_integrity(path: str | Path, *, quick: bool = True) -> str | None:
     """Return None when the file passes quick_check (or integrity_check), else the problem."""
     try:
-        conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=30)
+        conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=30, factory=_Guarded)
     except sqlite3.Error as exc:
         return str(exc)
     try:
@@ -119,7 +124,7 @@ def page_size_of(path: str | Path) -> int | None:
     (dbselect.engines.live_files).
     """
     try:
-        conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=5)
+        conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=5, factory=_Guarded)
     except sqlite3.Error:
         return None
     try:
@@ -435,7 +440,7 @@ def _backup_copy(
     pages: list[int] = []
 
     def work() -> None:
-        src = sqlite3.connect(_readonly_uri(source), uri=True, timeout=0)
+        src = sqlite3.connect(_readonly_uri(source), uri=True, timeout=0, factory=_Guarded)
         dst = sqlite3.connect(str(partial))
         try:
             if not is_network_path(str(source)):
@@ -544,7 +549,7 @@ def restore_into(
     src = dst = None
     try:
         src = sqlite3.connect(_readonly_uri(snapshot), uri=True, timeout=0)
-        dst = sqlite3.connect(str(live), timeout=0)
+        dst = sqlite3.connect(str(live), timeout=0, factory=_Guarded)
         # Several steps (so progress can be reported) are safe here: nobody writes the
         # snapshot, so the copy never restarts, and the destination stays locked in one write
         # transaction from the first step to the last.

@@ -216,6 +216,10 @@ def sqlite_file_key(database: object) -> FileKey | None:
         return None  # nothing to open there: connect() itself says so
 
 
+# SQLITE_BUSY, SQLITE_LOCKED (primary result codes).
+_BUSY_CODES = (5, 6)
+
+
 class GuardedConnection(sqlite3.Connection):
     """A sqlite3 connection whose first lock and whose close never interleave with another's.
 
@@ -241,6 +245,13 @@ class GuardedConnection(sqlite3.Connection):
             with sqlite_guard(key):
                 try:
                     self.execute("PRAGMA schema_version").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in _BUSY_CODES:
+                        super().close()  # under the guard already
+                        raise
+                    # Locked by a writer: a rollback-journal file (WAL readers never wait for
+                    # writers), which keeps no lock between transactions, so there is nothing
+                    # to guard; the caller's own queries wait or give up as it chose.
                 except BaseException:
                     super().close()  # under the guard already
                     raise
