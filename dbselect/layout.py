@@ -64,12 +64,24 @@ def payload_dir_for(path: str | Path) -> Path:
     """
     path = Path(path)
     config = get_config()
-    in_catalog = path.name == config["DATABASE_FILENAME"] and os.path.realpath(
-        path.parent.parent
-    ) == os.path.realpath(config["DATABASES_DIR"])
-    if in_catalog:
+    root = os.path.realpath(config["DATABASES_DIR"])
+    # Archived folders (databases/.archive/<label>-<time>/) keep the layout they had.
+    in_databases = os.path.realpath(path.parent).startswith(root + os.sep)
+    if path.name == config["DATABASE_FILENAME"] and in_databases:
         return path.parent / PAYLOADS_FOLDER
     return path.parent / f"{path.stem}{PAYLOADS_SUFFIX}"
+
+
+def catalog_label(path: str | Path) -> str | None:
+    """Return the label of `databases/<label>/<file>` for `path`, None for any other file
+    (one outside the catalog, or in a hidden folder such as `.archive`)."""
+    config = get_config()
+    folder, name = os.path.split(os.path.normpath(path))
+    root = os.path.realpath(config["DATABASES_DIR"])
+    if name != config["DATABASE_FILENAME"] or os.path.realpath(os.path.dirname(folder)) != root:
+        return None
+    label = os.path.basename(folder)
+    return None if label.startswith(".") else label
 
 
 # databases/.archive/<label>-<YYYYmmdd-HHMMSS>/: whole database folders archived by operators

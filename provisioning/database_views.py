@@ -27,9 +27,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from audit import log as audit_log
 from dbselect import engines, permissions, session
-from dbselect.conf import get_config
 from dbselect.engines import gate
 from dbselect.files.validation import ValidationFailed, inspect_database
+from dbselect.layout import catalog_label
 from dbselect.permissions import admin_required
 from nukeworks.attachments import integrity
 from provisioning import archive as archiving
@@ -50,17 +50,6 @@ def _database(request: HttpRequest) -> str:
 
 def _username(request: HttpRequest) -> str:
     return str(getattr(request.user, "username", "") or "")
-
-
-def catalog_label(path: str) -> str | None:
-    """Return the label of databases/<label>/<file> for `path`, or None for any other file."""
-    config = get_config()
-    folder, name = os.path.split(os.path.normpath(path))
-    root = os.path.realpath(config["DATABASES_DIR"])
-    if name != config["DATABASE_FILENAME"] or os.path.realpath(os.path.dirname(folder)) != root:
-        return None
-    label = os.path.basename(folder)
-    return None if label.startswith(".") else label
 
 
 def _operators_only(action: str) -> Callable[[Callable[..., HttpResponse]], Any]:
