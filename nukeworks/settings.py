@@ -87,6 +87,8 @@ INSTALLED_APPS = [
     # New databases built in the background from seed packages (needs bundles), behind a
     # readiness gate.
     "provisioning",
+    # dbinspect / dbcheck and the details page's inspection and full check (a queue job).
+    "inspection",
 ]
 
 MIDDLEWARE = [
