@@ -86,10 +86,18 @@ def _snapshot_refs(database: str, unreadable: list[str]) -> set[str]:
     return found
 
 
-def referenced(database: str) -> tuple[set[str], set[str], list[str]]:
-    """Return (hashes the rows reference, hashes the snapshots reference, unreadable ones)."""
+def referenced(
+    database: str, *, rows_from_file: bool = False
+) -> tuple[set[str], set[str], list[str]]:
+    """Return (hashes the rows reference, hashes the snapshots reference, unreadable ones).
+
+    With `rows_from_file` the rows are read from the file itself, read-only
+    (payloads.references), instead of through a Django connection: `manage.py dbcheck` uses
+    it, so a check never opens a file for writing (nor turns its journal mode to WAL).
+    """
     unreadable: list[str] = []
-    return _rows(database), _snapshot_refs(database, unreadable), unreadable
+    rows = references.referenced_in_file(database) if rows_from_file else _rows(database)
+    return rows, _snapshot_refs(database, unreadable), unreadable
 
 
 def check(
@@ -97,11 +105,12 @@ def check(
     *,
     verify_hashes: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    rows_from_file: bool = False,
 ) -> IntegrityReport:
     """Compare the store of `database` with what references it; with `verify_hashes`, read
-    every file and compare its SHA-256 with its name."""
+    every file and compare its SHA-256 with its name. `rows_from_file`: see `referenced`."""
     store = PayloadStore.for_database(database)
-    rows, in_snapshots, unreadable = referenced(database)
+    rows, in_snapshots, unreadable = referenced(database, rows_from_file=rows_from_file)
     wanted = rows | in_snapshots
     report = IntegrityReport(
         database=database,
