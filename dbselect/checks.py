@@ -76,12 +76,14 @@ def check_allowed_roots_in_production(app_configs: Any = None, **kwargs: Any) ->
     """dbselect.E003: production requires allowed roots (visitors type paths before sign-in)."""
     from dbselect.conf import get_config
 
-    if _production() and not get_config()["ALLOWED_ROOTS"]:
+    config = get_config()
+    if _production() and not config["ALLOWED_ROOTS"] and not config["ALLOW_UNRESTRICTED_PATHS"]:
         return [
             Error(
                 "NUKEWORKS_ENV=production needs DBSELECT_ALLOWED_ROOTS: without it anyone who "
                 "reaches the server may browse and select any file path on it before signing in.",
-                hint=ALLOWED_ROOTS_HINT,
+                hint=ALLOWED_ROOTS_HINT
+                + " To accept any path anyway, set DBSELECT_ALLOW_UNRESTRICTED_PATHS=true.",
                 id="dbselect.E003",
             )
         ]
@@ -92,11 +94,13 @@ def check_allowed_roots_in_production(app_configs: Any = None, **kwargs: Any) ->
 def check_allowed_roots(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """dbselect.W001: unrestricted paths are allowed by the spec but risky in production.
 
-    Under NUKEWORKS_ENV=production the same case is the error dbselect.E003 instead.
+    Under NUKEWORKS_ENV=production the same case is the error dbselect.E003 instead, unless
+    ALLOW_UNRESTRICTED_PATHS opts out of it (then this warning remains).
     """
     from dbselect.conf import get_config
 
-    if not get_config()["ALLOWED_ROOTS"] and not _production():
+    config = get_config()
+    if not config["ALLOWED_ROOTS"] and (not _production() or config["ALLOW_UNRESTRICTED_PATHS"]):
         return [
             Warning(
                 "Any file path on this server can be selected and browsed.",

@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "SELECTOR_CACHE_FILE": None,
     # Folders a session may select or browse; empty means unrestricted (the spec's default).
     "ALLOWED_ROOTS": [],
+    # Production refuses an empty ALLOWED_ROOTS (check dbselect.E003) unless this opts out.
+    "ALLOW_UNRESTRICTED_PATHS": False,
     # Seconds a connection waits for a lock held by another connection.
     "BUSY_TIMEOUT": 5.0,
     # PRAGMA synchronous on every connection: FULL loses nothing committed on power failure.

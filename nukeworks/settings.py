@@ -1,10 +1,13 @@
 """Django settings for NukeWorks.
 
-Every value that differs between machines comes from the environment (or a `.env` file beside
-manage.py) through django-environ. The database a request works on is *not* configured here:
-each browser session chooses it at /select-db (see dbselect). The `default` alias below only
-serves management commands run without `--database` and as the template from which runtime
-aliases are built.
+Every value that differs between machines comes from the environment through django-environ,
+in layers (nukeworks/deployment/environments.py): the process environment > `.env` >
+`.env.<NUKEWORKS_ENV>` > the environment's profile defaults > the defaults written below
+(development's). `manage.py env` shows what is in force and where each value comes from.
+
+The database a request works on is *not* configured here: each browser session chooses it at
+/select-db (see dbselect). The `default` alias below only serves management commands run
+without `--database` and as the template from which runtime aliases are built.
 """
 
 from __future__ import annotations
@@ -13,44 +16,46 @@ import datetime
 import secrets
 from pathlib import Path
 
-import environ
 from csp.constants import NONE, SELF
+
+from nukeworks.deployment import environments, logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# "development" (default), "testing" or "production": from the process environment, `.env`,
+# or instance/environment (`manage.py env --switch <name>`). Production turns on Secure
+# cookies, HSTS and the HTTPS redirect and JSON logs (its profile), shows the machine's
+# selection history only to operators, and refuses to start with DEBUG on, without its own
+# SECRET_KEY or without DBSELECT_ALLOWED_ROOTS (system checks deployment.E001/E002,
+# dbselect.E003).
+env = environments.load(BASE_DIR)
+NUKEWORKS_ENV = env.name
 
 INSTANCE_DIR = Path(env.str("NUKEWORKS_INSTANCE_DIR", default=str(BASE_DIR / "instance")))
 DATABASES_DIR = Path(env.str("NUKEWORKS_DATABASES_DIR", default=str(BASE_DIR / "databases")))
 
 
-def _secret_key() -> str:
-    """Return SECRET_KEY from the environment, else a machine-local generated one."""
+def _secret_key() -> tuple[str, bool]:
+    """Return SECRET_KEY from the environment, else a machine-local generated one (True)."""
     key = env.str("SECRET_KEY", default="")
     if key:
-        return key
+        return key, False
     key_file = INSTANCE_DIR / "secret_key"
     try:
-        return key_file.read_text().strip()
+        return key_file.read_text().strip(), True
     except FileNotFoundError:
         INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(50)
         key_file.write_text(key)
         key_file.chmod(0o600)
-        return key
+        return key, True
 
 
-SECRET_KEY = _secret_key()
+# A generated key is for development: production refuses it (deployment.E002).
+SECRET_KEY, NUKEWORKS_SECRET_KEY_GENERATED = _secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-
-# "development", "testing" or "production". Production turns on Secure cookies, HSTS and the
-# HTTPS redirect (below), shows the machine's selection history only to operators, and
-# requires DBSELECT_ALLOWED_ROOTS (system check dbselect.E003).
-NUKEWORKS_ENV = env.str("NUKEWORKS_ENV", default="development")
-_PRODUCTION = NUKEWORKS_ENV == "production"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -87,11 +92,17 @@ INSTALLED_APPS = [
     # New databases built in the background from seed packages (needs bundles), behind a
     # readiness gate.
     "provisioning",
+    # Environments (`manage.py env`), production safety checks, /readyz, request ids and logs.
+    "nukeworks.deployment",
+    # /readyz's checks and view are django-health-check's (`manage.py health_check readyz`).
+    "health_check",
     # dbinspect / dbcheck and the details page's inspection and full check (a queue job).
     "inspection",
 ]
 
 MIDDLEWARE = [
+    # First: every response, redirects included, and every log line carry the request's id.
+    "nukeworks.deployment.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # First after security: every response gets the Content-Security-Policy, static files too.
     "csp.middleware.CSPMiddleware",
@@ -152,6 +163,8 @@ DBSELECT = {
     "DATABASES_DIR": DATABASES_DIR,
     "SELECTOR_CACHE_FILE": INSTANCE_DIR / "db_selector.json",
     "ALLOWED_ROOTS": [p for p in env.str("DBSELECT_ALLOWED_ROOTS", default="").split(":") if p],
+    # The explicit opt-out of dbselect.E003: production accepts unrestricted paths.
+    "ALLOW_UNRESTRICTED_PATHS": env.bool("DBSELECT_ALLOW_UNRESTRICTED_PATHS", default=False),
     "BUSY_TIMEOUT": env.float("DBSELECT_BUSY_TIMEOUT", default=5.0),
     "SYNCHRONOUS": env.str("DBSELECT_SYNCHRONOUS", default="FULL"),
     "STAT_TIMEOUT": env.float("DBSELECT_STAT_TIMEOUT", default=3.0),
@@ -175,8 +188,9 @@ DBSELECT = {
     "HOME_URL": "companies:home",
     "MIGRATE_URL": "migrating:apply",
     "SCHEMA_APPS": ["accounts", "dbselect", "companies"],
-    # The API names its database in the URL and binds it itself (api.binding).
-    "SELF_BINDING_PREFIXES": ["/api/"],
+    # The API names its database in the URL and binds it itself (api.binding); /readyz binds
+    # none (a load balancer's probe has no session).
+    "SELF_BINDING_PREFIXES": ["/api/", "/readyz"],
     "EMPTY_MARKER_TABLE": "companies_company",
     "EMPTY_MARKER_MESSAGE": "This database holds no companies yet: is it the one you meant?",
     # The operators' "New database…" page and the progress page of a database being built.
@@ -237,19 +251,20 @@ SESSION_FILE_PATH = env.str("SESSION_FILE_PATH", default=str(INSTANCE_DIR / "ses
 Path(SESSION_FILE_PATH).mkdir(parents=True, exist_ok=True)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = _PRODUCTION
-CSRF_COOKIE_SECURE = _PRODUCTION
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)  # production: True
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)  # production: True
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_COOKIE_SAMESITE = "Lax"
 
 # HTTPS in production (`manage.py check --deploy` is clean): plain-HTTP requests are redirected
-# (except /healthz, which load balancers probe over HTTP) and HSTS tells browsers to use HTTPS
-# only. Behind a TLS proxy, gunicorn trusts its X-Forwarded-Proto from FORWARDED_ALLOW_IPS.
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
+# (except /healthz and /readyz, which load balancers probe over HTTP) and HSTS tells browsers
+# to use HTTPS only (the production profile's defaults: on, one year, includeSubDomains,
+# preload). Behind a TLS proxy, gunicorn trusts its X-Forwarded-Proto from FORWARDED_ALLOW_IPS.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 
 # Content-Security-Policy on every response (django-csp; Django 5.2 has no CSP of its own):
 # scripts, styles and everything else only from this site's own files, never inline code
@@ -345,12 +360,16 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {
-        "nukeworks": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    },
-}
+# Logs (nukeworks/deployment/logs.py): every line carries the request id (X-Request-ID);
+# "plain" lines by default, one JSON object per line with NUKEWORKS_LOG_FORMAT=json (the
+# production profile's default). gunicorn's own lines follow the same option.
+NUKEWORKS_LOG_FORMAT = env.str("NUKEWORKS_LOG_FORMAT", default="plain")
+LOGGING = logs.logging_config(NUKEWORKS_LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+
+# /readyz (nukeworks/deployment/health.py): the instance folder writable, the databases folder
+# readable, a task queue worker alive on this machine (NUKEWORKS_READYZ_WORKER=false on a
+# machine that only serves pages), Redis answering when REDIS_URL is set, and the checks named
+# here: (name, django-health-check class or dotted path[, kwargs]), e.g. PostgreSQL's
+# ("postgresql", "health_check.checks.Database", {"alias": "pg"}).
+NUKEWORKS_READYZ_WORKER = env.bool("NUKEWORKS_READYZ_WORKER", default=True)
+NUKEWORKS_READYZ_CHECKS: list[tuple] = []

@@ -5,11 +5,14 @@ from django.urls import include, path
 
 from accounts.views import AdminLoginView
 from dbselect.views import healthz
+from nukeworks.deployment.health import ReadinessView
 
 urlpatterns = [
     path("", include("dbselect.urls")),
     path("", include("accounts.urls")),
+    # Liveness (the process answers) and readiness (it can do its work: /readyz's checks).
     path("healthz", healthz, name="healthz"),
+    path("readyz", ReadinessView.as_view(), name="readyz"),
     path("api/", include("api.urls")),
     # Before Django's admin, which would otherwise answer /admin/engines/ with its 404.
     path("admin/engines/", include("dbselect.engines.urls")),
