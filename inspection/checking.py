@@ -173,7 +173,11 @@ def run_check(
 
 def _integrity(conn: sqlite3.Connection, mode: str, result: CheckResult) -> None:
     rows = [str(row[0]) for row in conn.execute(f"PRAGMA {mode}({MAX_LISTED})").fetchall()]
-    result.integrity = [] if rows == ["ok"] else rows
+    if rows == ["ok"]:
+        return
+    # One row may hold several messages, one per line, under "*** in database main ***".
+    lines = [line.strip() for row in rows for line in row.splitlines()]
+    result.integrity = [line for line in lines if line and not line.startswith("*** in database")]
 
 
 def _foreign_keys(conn: sqlite3.Connection, result: CheckResult) -> None:
