@@ -29,8 +29,6 @@ class Target:
     path: str
     # Its catalog label; None for a file outside databases/<label>/.
     label: str | None
-    # True when it was given as a path (an operator's input: read-only, never created).
-    typed: bool
     # Its header, None for a file this process works on (read through SQLite only).
     header: SqliteHeader | None
 
@@ -54,7 +52,7 @@ def resolve(text: str) -> Target:
             raise TargetError(
                 f"{exc} To inspect another file, give its path (for example ./{text}.sqlite)."
             ) from None
-        return Target(path, text, typed=False, header=_header(path))
+        return Target(path, text, header=_header(path))
     expanded = os.path.expanduser(text)
     if not (expanded.startswith(("//", "\\\\")) or os.path.isabs(expanded)):
         expanded = os.path.abspath(expanded)
@@ -62,7 +60,12 @@ def resolve(text: str) -> Target:
         path = normalize_user_path(expanded)
     except PathRejected as exc:
         raise TargetError(str(exc)) from None
-    return Target(path, catalog_label(path), typed=True, header=_header(path))
+    return of_path(path)
+
+
+def of_path(path: str) -> Target:
+    """Return the target of an absolute, normalised `path` (a session's database)."""
+    return Target(path, catalog_label(path), header=_header(path))
 
 
 def _header(path: str) -> SqliteHeader | None:

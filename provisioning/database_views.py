@@ -1,7 +1,9 @@
 """The pages about the session's database as a whole, under /database/.
 
-- `details`: path, display name, size, schema state, snapshots, the attachments' integrity,
-  and the actions below (admins of the database);
+- `details`: path, display name, size, schema state, snapshots, what is inside the file and
+  its last full check (the inspection app: tables with row counts and sizes, journal mode, page
+  size, free list, triggers; the check runs in the queue's worker), the attachments'
+  integrity, and the actions below (admins of the database);
 - `duplicate`: "Duplicate…" (admins): a copy into databases/<label>/ (provisioning.copies);
 - `restore_as_new`: "Restore as new database…" for one snapshot (admins), linked from the
   snapshot list;
@@ -31,9 +33,10 @@ from dbselect.engines import gate
 from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.layout import catalog_label
 from dbselect.permissions import admin_required
+from inspection import views as inspection
 from nukeworks.attachments import integrity
 from provisioning import archive as archiving
-from provisioning import copies
+from provisioning import copies, worker
 from provisioning.copy_forms import DuplicateForm, NewCopyForm
 from provisioning.service import ProvisioningError
 from snapshots import service as snapshots
@@ -132,6 +135,8 @@ def details(request: HttpRequest) -> HttpResponse:
             "report_problem": report_problem,
             "verified": verify,
             "archivable": bool(label) and not archiving.is_protected(database),
+            **inspection.details_context(database),
+            "worker_running": worker.running(),
         },
     )
 

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from inspection import views as inspection_views
 from provisioning import database_views, views
 
 app_name = "provisioning"
@@ -20,4 +21,7 @@ urlpatterns = [
         name="restore-as-new",
     ),
     path("database/archive", database_views.archive, name="archive"),
+    # Its full check: queued by the page, run by the queue's worker (the inspection app).
+    path("database/check", inspection_views.start_check, name="check"),
+    path("database/check/status", inspection_views.check_status, name="check-status"),
 ]

@@ -76,6 +76,24 @@ def test_provisioning_imports_nothing_of_the_api():
     assert _imports_of("provisioning", ("api",)) == []
 
 
+def test_nothing_below_inspection_imports_it():
+    """dbinspect, dbcheck and the details page's inspection sit above dbselect, snapshots and
+    the attachments; provisioning's details page uses them, never the other way round."""
+    below = (
+        "dbselect",
+        "payloads",
+        "snapshots",
+        "migrating",
+        "accounts",
+        "audit",
+        "nukeworks",
+        "bundles",
+    )
+    for package in below:
+        assert _imports_of(package, ("inspection",)) == [], package
+    assert _imports_of("inspection", ("provisioning", "api", "migrating")) == []
+
+
 def test_snapshots_imports_nothing_of_migrating():
     assert _imports_of("snapshots", ("migrating", "api")) == []
 
