@@ -23,6 +23,7 @@ setup: venv
 ## Serve on 127.0.0.1:8000 with gunicorn (gthread workers), and the task queue's worker
 ## (manage.py run_huey: builds new databases) beside it; Ctrl+C stops both.
 run: setup
+	@$(PY) manage.py env --brief
 	@echo "NukeWorks is serving on http://127.0.0.1:8000/ (Ctrl+C to stop)"
 	VENV=$(VENV) nukeworks/serve.sh
 

@@ -51,7 +51,8 @@ def record(
         "remote_addr": _client_addr(request),
         "database": using or "",
     }
-    logger.info("audit %s", json.dumps(line, sort_keys=True))
+    # The entry's fields also as a structured field: a JSON log line holds them as an object.
+    logger.info("audit %s", json.dumps(line, sort_keys=True), extra={"audit": line})
     # The routers (dbselect's) name the request's database; `default` means there is none.
     # Asked through Django's router, so audit depends on no app that records entries.
     if using is None and router.db_for_write(AuditEntry) == DEFAULT_DB_ALIAS:

@@ -365,6 +365,7 @@ SPECTACULAR_SETTINGS = {
 # production profile's default). gunicorn's own lines follow the same option.
 NUKEWORKS_LOG_FORMAT = env.str("NUKEWORKS_LOG_FORMAT", default="plain")
 LOGGING = logs.logging_config(NUKEWORKS_LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))
+LOGGING_CONFIG = "nukeworks.deployment.logs.configure"
 
 # /readyz (nukeworks/deployment/health.py): the instance folder writable, the databases folder
 # readable, a task queue worker alive on this machine (NUKEWORKS_READYZ_WORKER=false on a

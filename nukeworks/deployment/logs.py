@@ -15,6 +15,7 @@ Nothing here reads Django's settings at import time: gunicorn's configuration im
 from __future__ import annotations
 
 import logging
+import logging.config
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -178,8 +179,18 @@ def logging_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
             "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
             "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
             "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            # Python's warnings (logging.captureWarnings, see configure()).
+            "py.warnings": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         },
     }
+
+
+def configure(config: dict[str, Any]) -> None:
+    """LOGGING_CONFIG: dictConfig, and Python's warnings as log lines when the configuration
+    has a "py.warnings" logger (they are printed raw otherwise, breaking a JSON log)."""
+    logging.config.dictConfig(config)
+    if "py.warnings" in config.get("loggers", {}):
+        logging.captureWarnings(True)
 
 
 def gunicorn_logging(log_format: str, access_log: str | None) -> dict[str, Any] | None:
