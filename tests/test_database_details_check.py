@@ -4,6 +4,7 @@ real queue worker (`manage.py run_huey`), its progress and its result."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -12,9 +13,10 @@ import pytest
 from django.test import Client
 from huey.contrib.djhuey import HUEY
 
-from inspection import jobs
+from inspection import jobs, service
 from tests.copy_helpers import ADMIN, CLERK, audit, signed_in
 from tests.helpers import select, wait_for
+from tests.live import GunicornServer
 from tests.test_provisioning_worker import Consumer
 
 
@@ -208,3 +210,79 @@ def test_a_superseded_job_does_nothing(site):
     assert jobs.read(str(site)).state == "queued"
     assert jobs.run(str(site), status.job) == "done"
     assert jobs.read(str(site)).ok is True
+
+
+# --- in a real browser: the page follows the job, then shows its result --------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian's chromium is not installed (`make test` installs it with apt when root)",
+)
+def test_the_page_follows_the_check_and_shows_its_result(site, tmp_path, settings):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser_selector import CHROMIUM_ARGS
+
+    # The server, its queue and the worker share the test's instance folder.
+    settings.INSTANCE_DIR = tmp_path / "instance"
+    server = GunicornServer(
+        tmp_path, workers=1, settings_module="tests.settings", env={"NUKEWORKS_LIVE_SERVER": "1"}
+    ).start()
+    consumer = Consumer(tmp_path)
+    consumer.env["NUKEWORKS_INSTANCE_DIR"] = str(tmp_path / "instance")
+    console: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.on("console", lambda message: console.append(message.text))
+            page.goto(server.base + "/select-db")
+            page.fill("#id_path", str(site))
+            page.get_by_role("button", name="Continue").click()
+            page.wait_for_url("**/login/**")
+            page.fill("#id_username", ADMIN[0])
+            page.fill("#id_password", ADMIN[1])
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(lambda url: "/login/" not in url)
+            page.goto(server.base + "/database/")
+            rows = page.locator("tr[data-table='companies_company'] td.rows")
+            assert rows.inner_text() == "2"
+            # Queued while no worker runs: the page shows it waiting ...
+            page.click("#run-full-check")
+            expect(page.locator("#check-state")).to_have_text("queued")
+            assert page.locator("#no-worker").is_visible()
+            # ... and once a worker has run it, shows the result by itself.
+            consumer.start()
+            expect(page.locator("#check-result")).to_have_attribute("data-ok", "true")
+            assert "No problems found" in page.inner_text("#full-check")
+            browser.close()
+    finally:
+        consumer.kill()
+        server.stop()
+    assert [m for m in console if "Content Security Policy" in m or "Refused" in m] == []
+    assert [o for o, _, _ in audit(site, "database.check")] == ["queued", "success"]
+
+
+def test_the_job_writes_its_progress_while_it_runs(site, monkeypatch):
+    seen: list[jobs.CheckStatus | None] = []
+    real = service.check_database
+
+    def observed(target, **kwargs):
+        kwargs["progress"]("file", 50, 100)
+        seen.append(jobs.read(str(site)))
+        return real(target, **kwargs)
+
+    monkeypatch.setattr(jobs.service, "check_database", observed)
+    status, _ = jobs.start(str(site), requested_by="boss")
+
+    assert jobs.run(str(site), status.job) == "done"
+
+    [during] = seen
+    assert (during.state, during.phase, during.percent) == ("running", "file", 50)
+    assert during.as_json()["percent"] == 50
+    done = jobs.read(str(site))
+    assert done.state == "done" and done.ok is True and done.percent == 100
