@@ -14,12 +14,15 @@ class DbSelectConfig(AppConfig):
         # checks register themselves on import.
         from dbselect import checks, engines, scanner  # noqa: F401
         from dbselect.conf import get_config
-        from dbselect.engines import connections, live_files, query_budget, workers
+        from dbselect.engines import connections, live_files, observe, query_budget, workers
 
         connection_created.connect(live_files.on_connection_created, dispatch_uid="nw-live-files")
         connection_created.connect(
             query_budget.on_connection_created, dispatch_uid="nw-query-budget"
         )
+        # The slow-query log and per-request query tallies (once per connection object).
+        observe.configure()
+        connection_created.connect(observe.on_connection_created, dispatch_uid="nw-observe")
         engines.install()
         # Per-thread connection bookkeeping, then this worker's janitor thread.
         connections.install_receivers()
@@ -37,6 +40,8 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "DBSELECT":
         from dbselect import engines
         from dbselect.conf import get_config
+        from dbselect.engines import observe
 
         get_config.cache_clear()
         engines.reset()
+        observe.configure()

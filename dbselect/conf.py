@@ -75,8 +75,15 @@ DEFAULTS: dict[str, Any] = {
     # Persistent connections (CONN_MAX_AGE > 0) one thread holds open at most, at any moment:
     # the least recently used are closed before it opens one more (file-descriptor bound).
     "MAX_CONNECTIONS_PER_THREAD": 8,
-    # Seconds the engines page waits for the other workers to publish a fresh table.
+    # Seconds the engines page's refresh waits for the other workers to publish a fresh table.
     "ENGINE_REFRESH_WAIT": 1.0,
+    # -- the slow-query log (dbselect.engines.slow_queries)
+    # Statements running this many milliseconds or more are logged on nukeworks.slow_query
+    # and kept among the database's recent slow queries; 0 logs every statement, a negative
+    # value turns the log off.
+    "SLOW_QUERY_MS": 1000.0,
+    # How many recent slow queries each worker process keeps per database.
+    "SLOW_QUERY_KEEP": 20,
 }
 
 

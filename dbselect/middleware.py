@@ -15,9 +15,10 @@ from django.http import HttpRequest, HttpResponse
 
 from dbselect import engines, recovery, session, state
 from dbselect.conf import get_config
-from dbselect.engines import gate
+from dbselect.engines import gate, observe
 
-EXEMPT_PREFIXES = ("/select-db", "/static/", "/healthz", "/favicon.ico")
+# /metrics: scrapers have no session (a token or an allowed address); an admin's session is bound.
+EXEMPT_PREFIXES = ("/select-db", "/static/", "/healthz", "/favicon.ico", "/metrics")
 
 
 class DatabaseSelectionMiddleware:
@@ -41,6 +42,8 @@ class DatabaseSelectionMiddleware:
     def __call__(self, request: HttpRequest):
         if self.async_mode:
             return self.__acall__(request)
+        # The slow-query log names the request's path and user (dbselect.engines.observe).
+        observe.begin_request(request)
         try:
             outcome = self._bind(request)
             if isinstance(outcome, HttpResponse):
@@ -54,6 +57,7 @@ class DatabaseSelectionMiddleware:
         finally:
             # The request no longer works on its database: a restore may proceed.
             gate.leave_all()
+            observe.end_request()
 
     async def __acall__(self, request: HttpRequest):
         # Under ASGI the gate is held by the one thread that runs sync code for every request,

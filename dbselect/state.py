@@ -18,6 +18,8 @@ _active = Local()
 def activate(alias: str) -> None:
     """Make `alias` the database of the current request."""
     _active.alias = alias
+    if getattr(_active, "bound", None) is None:
+        _active.bound = alias
 
 
 def deactivate() -> None:
@@ -29,6 +31,20 @@ def deactivate() -> None:
 def get_active_alias() -> str | None:
     """Return the alias of the current request, or None outside a selected-database request."""
     return getattr(_active, "alias", None)
+
+
+def bound_alias() -> str | None:
+    """Return the first alias activated since `forget_bound()`: the request's database.
+
+    Unlike `get_active_alias()` it stays known after the request's database is deactivated,
+    so a middleware outside dbselect's (request metrics) can name it when the response returns.
+    """
+    return getattr(_active, "bound", None)
+
+
+def forget_bound() -> None:
+    """Start a new request: no database bound yet."""
+    _active.bound = None
 
 
 @contextmanager

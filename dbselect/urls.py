@@ -1,6 +1,7 @@
 from django.urls import path
 
 from dbselect import views
+from dbselect.engines import views as engine_views
 from dbselect.protection import views as protection_views
 
 app_name = "dbselect"
@@ -10,4 +11,5 @@ urlpatterns = [
     path("select-db/browse", views.browse, name="browse"),
     path("select-db/forget", views.forget_recent, name="forget"),
     path("database/protection", protection_views.protection_page, name="protection"),
+    path("database/slow-queries", engine_views.slow_query_list, name="slow-queries"),
 ]

@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from audit import log as audit_log
-from dbselect import engines, state
+from dbselect import engines, signals, state
 from dbselect.engines import gate, query_budget
 from dbselect.files.locks import LockTimeout, flocked
 from dbselect.files.schema import Migration, SchemaState, migration_names
@@ -115,6 +115,7 @@ def plan_for(path: str) -> DatabaseInfo:
     return info
 
 
+@signals.timed("migration")
 def migrate_database(
     path: str,
     *,

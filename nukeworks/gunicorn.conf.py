@@ -36,3 +36,15 @@ preload_app = False
 
 _log_format = _env.str("NUKEWORKS_LOG_FORMAT", default="plain")
 logconfig_dict = logs.gunicorn_logging(_log_format, accesslog) or {}
+
+# Prometheus metrics (metrics/): every worker writes its values to its own files under
+# PROMETHEUS_MULTIPROC_DIR, which must be set before the workers import prometheus-client
+# (here: instance/metrics/ unless the environment gave one, as nukeworks/serve.sh does).
+from metrics import multiprocess as _metrics  # noqa: E402
+
+_metrics_dir, _metrics_dir_ours = _metrics.choose()
+
+
+def on_starting(server):
+    """Counters start from zero: a folder chosen here is emptied, a given one pruned."""
+    _metrics.prepare(_metrics_dir, wipe=_metrics_dir_ours)

@@ -7,6 +7,11 @@ set -u
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 
+# Prometheus metrics (metrics/): gunicorn's workers and the queue worker write their values in
+# one folder (instance/metrics/), emptied here so every counter starts from zero.
+PROMETHEUS_MULTIPROC_DIR="$("$VENV/bin/python" -m metrics.multiprocess)" || exit 1
+export PROMETHEUS_MULTIPROC_DIR
+
 "$VENV/bin/python" manage.py run_huey &
 worker=$!
 "$VENV/bin/gunicorn" -c nukeworks/gunicorn.conf.py &

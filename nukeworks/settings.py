@@ -374,3 +374,17 @@ LOGGING_CONFIG = "nukeworks.deployment.logs.configure"
 # ("postgresql", "health_check.checks.Database", {"alias": "pg"}).
 NUKEWORKS_READYZ_WORKER = env.bool("NUKEWORKS_READYZ_WORKER", default=True)
 NUKEWORKS_READYZ_CHECKS: list[tuple] = []
+
+# Operating (README "Operating: slow queries and metrics"): statements slower than
+# NUKEWORKS_SLOW_QUERY_MS (0: every one; negative: off) are logged per database and kept for
+# the admins' pages (dbselect.engines.slow_queries); Prometheus metrics per database at
+# /metrics (metrics/) for admins, NUKEWORKS_METRICS_TOKEN (Bearer) or NUKEWORKS_METRICS_ALLOW.
+DBSELECT["SLOW_QUERY_MS"] = env.float("NUKEWORKS_SLOW_QUERY_MS", default=1000.0)
+DBSELECT["SLOW_QUERY_KEEP"] = env.int("NUKEWORKS_SLOW_QUERY_KEEP", default=20)
+INSTALLED_APPS += ["metrics"]
+MIDDLEWARE = ["metrics.middleware.MetricsMiddleware", *MIDDLEWARE]
+NUKEWORKS_METRICS = {
+    "ENABLED": env.bool("NUKEWORKS_METRICS", default=True),
+    "TOKEN": env.str("NUKEWORKS_METRICS_TOKEN", default=""),
+    "ALLOW": env.list("NUKEWORKS_METRICS_ALLOW", default=[]),
+}

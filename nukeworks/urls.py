@@ -13,6 +13,8 @@ urlpatterns = [
     # Liveness (the process answers) and readiness (it can do its work: /readyz's checks).
     path("healthz", healthz, name="healthz"),
     path("readyz", ReadinessView.as_view(), name="readyz"),
+    # Prometheus metrics per database: admins, a bearer token or an allowed address (metrics/).
+    path("", include("metrics.urls")),
     path("api/", include("api.urls")),
     # Before Django's admin, which would otherwise answer /admin/engines/ with its 404.
     path("admin/engines/", include("dbselect.engines.urls")),

@@ -26,7 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit import log as audit_log
 from audit.models import AuditEntry
-from dbselect import engines
+from dbselect import engines, signals
 from dbselect.engines import gate
 from dbselect.files.paths import sqlite_uri
 from dbselect.files.schema import SchemaState
@@ -307,6 +307,7 @@ def _create(
     return snapshot
 
 
+@signals.timed("snapshot.create")
 def create_snapshot(
     database: str,
     *,
@@ -507,6 +508,7 @@ def _maintenance(database: str) -> Iterator[None]:
         ) from None
 
 
+@signals.timed("snapshot.restore")
 def restore_snapshot(
     database: str,
     name: str,

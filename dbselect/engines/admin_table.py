@@ -1,9 +1,11 @@
 """The engines page's data and actions, over every worker process of this machine.
 
 `overview()` publishes this worker's table, asks the others to publish theirs (they answer
-within one janitor tick), waits up to ENGINE_REFRESH_WAIT seconds for them, and merges the
-tables by database path. `dispose_paths()` records a dispose request in the shared store,
-applies it in this process at once, and writes an audit entry per path.
+within one janitor tick), waits for them up to `wait` seconds (none for the page itself,
+which shows what is known at once; its refresh endpoint waits up to ENGINE_REFRESH_WAIT),
+and merges the tables by database path: usage, the connection settings in force, and the
+recent slow queries. `dispose_paths()` records a dispose request in the shared store, applies
+it in this process at once, and writes an audit entry per path.
 """
 
 from __future__ import annotations
@@ -12,19 +14,22 @@ import datetime
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.http import HttpRequest
 
 from audit import log as audit_log
 from dbselect import engines, state
 from dbselect.conf import setting
+from dbselect.engines import observe, slow_queries
 from dbselect.engines import workers as engine_worker
 from dbselect.engines.session_counts import SessionCounts, count_sessions
 from dbselect.engines.workers import WorkerReport, get_store
 from dbselect.session import display_name_for
 
 
-def _when(timestamp: float) -> datetime.datetime:
+def when(timestamp: float) -> datetime.datetime:
+    """Return a time of the worker tables (seconds since the epoch) as an aware datetime."""
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
 
 
@@ -53,14 +58,22 @@ class EngineRow:
     open_connections: int = 0
     sessions: int | None = None
     workers: list[WorkerUse] = field(default_factory=list)
+    # Journal mode, synchronous, busy timeout, CONN_MAX_AGE, per-thread cap in force
+    # (dbselect.engines.observe.settings_in_force), as a worker that has connected saw them.
+    settings: dict[str, Any] = field(default_factory=dict)
+    slow_queries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def journal(self) -> str:
+        return str(self.settings.get("journal_mode") or self.journal_mode).upper()
 
     @property
     def first_used_at(self) -> datetime.datetime:
-        return _when(self.first_used)
+        return when(self.first_used)
 
     @property
     def last_used_at(self) -> datetime.datetime:
-        return _when(self.last_used)
+        return when(self.last_used)
 
     def idle(self, now: float, idle_seconds: float) -> bool:
         """Return True when no worker has used this engine for `idle_seconds`."""
@@ -86,7 +99,7 @@ class WorkerRow:
 
     @property
     def reported_at(self) -> datetime.datetime:
-        return _when(self.reported)
+        return when(self.reported)
 
 
 @dataclass
@@ -99,49 +112,74 @@ class Overview:
     idle_seconds: float
     missing: int
     now: float
+    # When the workers were asked to publish (the page's refresh waits for tables newer).
+    asked: float = 0.0
+    slow_query_ms: float | None = None
+
+    @property
+    def asked_at(self) -> datetime.datetime:
+        return when(self.asked)
 
     def idle_paths(self) -> list[str]:
         """Return the paths no worker has used for `idle_seconds`."""
         return [e.path for e in self.engines if e.idle(self.now, self.idle_seconds)]
 
 
-def _stale_after() -> float:
-    """Seconds after which a worker that stopped publishing is taken for gone."""
-    return 3 * float(setting("ENGINE_HEARTBEAT")) + 2.0
+def collect(
+    wait: float | None = None, since: float | None = None
+) -> tuple[list[WorkerReport], int, float]:
+    """Return the tables of every live worker, how many are older than the question, and when
+    it was asked.
 
-
-def collect(wait: float | None = None) -> tuple[list[WorkerReport], int]:
-    """Return fresh tables of every live worker and how many did not answer in time."""
+    Every other worker is asked to publish (at `since`, the page's own question, if given;
+    else now); this waits up to `wait` seconds (default ENGINE_REFRESH_WAIT; 0: not at all) for
+    their answers.
+    """
     store = get_store()
     engine_worker.publish()
     wait = float(setting("ENGINE_REFRESH_WAIT")) if wait is None else wait
-    asked = time.time()
-    live = store.reports(newer_than=asked - _stale_after())
-    store.prune(asked - 10 * _stale_after())
+    now = time.time()
+    asked = now if since is None else min(float(since), now)
+    live = store.reports(newer_than=now - engine_worker.stale_after())
+    store.prune(now - 10 * engine_worker.stale_after())
     others = {r.worker for r in live if r.worker != engine_worker.worker_id()}
-    if others and wait > 0:
+    if others - {r.worker for r in live if r.reported >= asked}:
         store.request_refresh()
-        deadline = time.monotonic() + wait
-        while True:
+        deadline = time.monotonic() + max(wait, 0.0)
+        while wait > 0:
             fresh = {r.worker for r in store.reports(newer_than=asked)}
             if others <= fresh or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-    reports = store.reports(newer_than=asked - _stale_after())
+    reports = store.reports(newer_than=time.time() - engine_worker.stale_after())
     missing = len(others - {r.worker for r in reports if r.reported >= asked})
-    return reports, missing
+    return reports, missing, asked
 
 
-def overview(wait: float | None = None) -> Overview:
+def _merge_settings(known: dict[str, Any], seen: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep what a worker observed on a real connection over what is only configured."""
+    if not seen:
+        return known
+    if not known or (seen.get("observed") and not known.get("observed")):
+        return dict(seen)
+    return known
+
+
+def overview(wait: float | None = None, since: float | None = None) -> Overview:
     """Return the merged engine table of every worker process, with session counts."""
-    reports, missing = collect(wait)
+    reports, missing, asked = collect(wait, since)
     sessions = count_sessions()
+    me_worker = engine_worker.worker_id()
+    slow: dict[str, list[list[dict[str, Any]]]] = {}
     me = os.getpid()
     by_path: dict[str, EngineRow] = {}
     workers: list[WorkerRow] = []
     for rep in reports:
         data = rep.data
         engines = data.get("engines", [])
+        if rep.worker != me_worker:
+            for path, entries in (data.get("slow_queries") or {}).items():
+                slow.setdefault(path, []).append(list(entries))
         workers.append(
             WorkerRow(
                 pid=rep.pid,
@@ -171,6 +209,7 @@ def overview(wait: float | None = None) -> Overview:
                     last_used=item["last_used"],
                     sessions=sessions.for_path(item["path"]),
                 )
+            row.settings = _merge_settings(row.settings, item.get("settings"))
             row.first_used = min(row.first_used, item["first_used"])
             row.last_used = max(row.last_used, item["last_used"])
             row.requests += int(item["requests"])
@@ -180,6 +219,13 @@ def overview(wait: float | None = None) -> Overview:
                     rep.pid, int(item["requests"]), int(item["open_connections"]), item["last_used"]
                 )
             )
+    keep = max(int(setting("SLOW_QUERY_KEEP")), 1)
+    for row in by_path.values():
+        # This worker's own list as it is now (its published one may be a moment old).
+        lists = [*slow.get(row.path, []), slow_queries.recent(row.path)]
+        row.slow_queries = [
+            {**entry, "when": when(entry["at"])} for entry in slow_queries.merge(lists, limit=keep)
+        ]
     engines = sorted(by_path.values(), key=lambda r: (-r.last_used, r.path))
     return Overview(
         workers=workers,
@@ -188,6 +234,8 @@ def overview(wait: float | None = None) -> Overview:
         idle_seconds=float(setting("ENGINE_IDLE_SECONDS")),
         missing=missing,
         now=time.time(),
+        asked=asked,
+        slow_query_ms=observe.threshold_ms(),
     )
 
 

@@ -19,7 +19,8 @@ asks it on every request which targets other workers disposed (a memory read whe
 process. Every ENGINE_JANITOR_TICK seconds it reads the shared counter; when another worker
 asked for a dispose it applies it and closes the connections of idle threads, so no thread of
 this process keeps the file open even if it never serves another request. It publishes this
-worker's engine table when asked (the engines page raises a counter) and every
+worker's engine table when asked (the engines page raises a counter), after a slow query
+(dbselect.engines.slow_queries: the recent ones travel with the table) and every
 ENGINE_HEARTBEAT seconds.
 """
 
@@ -46,6 +47,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from dbselect import engines
 from dbselect.conf import setting
 from dbselect.engines import connections as tracking
+from dbselect.engines import observe, slow_queries
 from dbselect.files import locks
 
 logger = logging.getLogger("nukeworks.dbselect")
@@ -330,6 +332,7 @@ def report() -> dict[str, Any]:
             "last_used": engine.last_used,
             "requests": engine.requests,
             "open_connections": open_counts.get(engine.alias, 0),
+            "settings": observe.settings_in_force(engine.alias),
         }
         for engine in engines.all()
     ]
@@ -345,7 +348,14 @@ def report() -> dict[str, Any]:
         "conn_max_age": connections.settings[DEFAULT_DB_ALIAS].get("CONN_MAX_AGE", 0),
         "open_connections": sum(open_counts.values()),
         "engines": rows,
+        "slow_query_ms": observe.threshold_ms(),
+        "slow_queries": slow_queries.published(),
     }
+
+
+def stale_after() -> float:
+    """Seconds after which a worker that stopped publishing is taken for gone."""
+    return 3 * float(setting("ENGINE_HEARTBEAT")) + 2.0
 
 
 def publish() -> None:
@@ -390,7 +400,9 @@ def _run() -> None:
             tracking.sweep_idle()
             refresh = store.refresh_counter()
             now = time.monotonic()
-            if applied or refresh != seen_refresh or now - last_publish >= heartbeat:
+            # A new slow query is published at once: the other workers' pages show it.
+            slow = slow_queries.take_changed()
+            if applied or slow or refresh != seen_refresh or now - last_publish >= heartbeat:
                 seen_refresh = refresh
                 publish()
                 last_publish = now

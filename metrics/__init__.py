@@ -1,0 +1,1 @@
+"""Prometheus metrics of NukeWorks, per database (prometheus-client; see metrics.instruments)."""
