@@ -14,9 +14,10 @@ live database while others keep writing (WAL) and nothing defined by the file ru
 
 Progress: SQLite calls its progress handler every few thousand virtual-machine steps; the
 number of steps is not known in advance, so the total is an estimate from the file's page count
-(measured on NukeWorks files: 220–370 steps per page for quick_check, 265–550 for
-integrity_check, more with small rows), raised whenever the count comes near it. SQLite walks the b-tree structure in a single step, so a bar may
-pause there on a large file before it moves again.
+(measured on NukeWorks files: 220 to 370 steps per page for quick_check, 265 to 550 for
+integrity_check, more with small rows), raised whenever the count comes near it. SQLite walks
+the b-tree structure in a single step, so a bar may pause there on a large file before it
+moves again.
 """
 
 from __future__ import annotations
