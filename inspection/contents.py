@@ -430,11 +430,8 @@ def _sizes(conn: sqlite3.Connection, result: Inspection, budget: _Budget) -> Non
             "SELECT name, count(*), sum(pgsize) FROM dbstat GROUP BY name"
         ).fetchall()
     except sqlite3.Error as exc:
-        result.notes.append(
-            "Sizes not computed within the time budget."
-            if budget.expired
-            else f"Sizes could not be read (dbstat: {exc})."
-        )
+        if not budget.expired:  # else the note on the time budget says it
+            result.notes.append(f"Sizes could not be read (dbstat: {exc}).")
         return
     sizes = {str(name): (int(pages), int(size)) for name, pages, size in rows}
     for item in (*result.tables, *result.indexes):
