@@ -1199,7 +1199,8 @@ def export(
 def _dbcheck_hint(database: Path) -> str:
     """Return the dbcheck command line for the database file `database`."""
     in_catalog = PayloadStore.for_database(database).root == database.parent / PAYLOADS_FOLDER
-    return f"`manage.py dbcheck {database.parent.name if in_catalog else '<label>'}`"
+    # dbcheck takes a catalog label or the path of any other file.
+    return f"`manage.py dbcheck {database.parent.name if in_catalog else database}`"
 
 
 def _payloads_to_export(
