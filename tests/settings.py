@@ -1,7 +1,7 @@
 """Test settings: the project's settings under the testing profile (NUKEWORKS_ENV=testing, in the
 process environment, so it beats .env and instance/environment; its profile lets the test
-client's "testserver" in and registers no scanned database at start-up), with every
-machine-local path in a temporary folder."""
+client's "testserver" in), with every machine-local path in a temporary folder and nothing
+registered at start-up (tests make their own databases)."""
 
 import os
 import tempfile
@@ -21,10 +21,12 @@ for _name, _value in {
 os.environ["NUKEWORKS_ENV"] = "testing"
 
 from nukeworks.settings import *  # noqa: E402,F403
+from nukeworks.settings import DBSELECT  # noqa: E402
 
 TEST_TMP_DIR = _TMP
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DBSELECT = {**DBSELECT, "REGISTER_SCANNED_AT_STARTUP": False}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -231,7 +231,7 @@ def test_switch_persists_for_later_commands(root):
     assert report["environment"] == "testing"
     assert report["chosen_by"] == f"{record} (manage.py env --switch)"
     # The testing profile's own defaults now apply.
-    assert _rows(report)["DBSELECT_REGISTER_SCANNED"]["source"] == "testing profile default"
+    assert _rows(report)["ALLOWED_HOSTS"]["source"] == "testing profile default"
 
     # NUKEWORKS_ENV in the process environment (or .env) still wins over the record, and
     # --switch says so.

@@ -48,8 +48,6 @@ PROFILES: dict[str, dict[str, Any]] = {
     "testing": {
         # Django's test client calls itself "testserver".
         "ALLOWED_HOSTS": ["testserver", "127.0.0.1", "localhost", "[::1]"],
-        # Tests make their own databases; nothing is scanned and registered at start-up.
-        "DBSELECT_REGISTER_SCANNED": False,
     },
     "production": {
         # HTTPS only: plain HTTP redirected (not /healthz, /readyz), HSTS, Secure cookies.
