@@ -19,6 +19,7 @@ PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode) and /metrics ad
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -147,10 +148,14 @@ _jobs_lock = threading.Lock()
 
 
 def _job_database(task: Any) -> str:
-    """The database a job works on: its first argument when it is a label."""
+    """The database a job works on: its first argument, a label or a database file's path."""
     args = getattr(task, "args", None) or ()
     first = args[0] if args else None
-    return first if isinstance(first, str) and _LABEL.match(first) else ""
+    if not isinstance(first, str):
+        return ""
+    if _LABEL.match(first):
+        return first
+    return observe.label_for_path(first) if os.path.isabs(first) else ""
 
 
 def on_job_signal(signal: str, task: Any, *args: Any, **kwargs: Any) -> None:

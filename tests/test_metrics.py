@@ -184,3 +184,23 @@ def test_metrics_off_answers_404(settings):
     settings.NUKEWORKS_METRICS = {"ENABLED": False, "TOKEN": TOKEN}
     response = Client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 404
+
+
+def test_jobs_of_the_task_queue_are_timed_by_job_and_database(make_database):
+    from types import SimpleNamespace
+
+    from metrics import instruments
+
+    path = make_database(label="m-jobs")
+    before = scrape()
+    build = SimpleNamespace(id="job-1", name="build_database", args=("m-jobs", "job-1"))
+    check = SimpleNamespace(id="job-2", name="full_check", args=(str(path), "job-2"))
+    for task, end in ((build, "complete"), (check, "error")):
+        instruments.on_job_signal("executing", task)
+        instruments.on_job_signal(end, task)
+    after = scrape()
+    name = "nukeworks_job_duration_seconds_count"
+    built = {"job": "build_database", "database": "m-jobs", "outcome": "ok"}
+    checked = {"job": "full_check", "database": "m-jobs", "outcome": "error"}
+    assert value(after, name, **built) - value(before, name, **built) == 1
+    assert value(after, name, **checked) - value(before, name, **checked) == 1
