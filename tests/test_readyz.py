@@ -8,7 +8,10 @@ instance folder made unwritable, and a real gunicorn server.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.live import GunicornServer, free_port
+from tests.live import REPO, GunicornServer, free_port
 from tests.test_provisioning_worker import Consumer
 
 CHECKS = {"instance", "databases", "worker"}
@@ -235,3 +238,26 @@ def test_readyz_under_gunicorn(tmp_path):
             assert set(json.loads(response.read())["checks"]) == {"instance", "databases"}
     finally:
         ready.stop()
+
+
+def test_the_same_checks_from_the_shell(tmp_path):
+    """django-health-check's command runs /readyz's checks: exit 1 naming the failed one."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "nukeworks.settings",
+        "NUKEWORKS_INSTANCE_DIR": str(tmp_path / "instance"),
+        "NUKEWORKS_DATABASES_DIR": str(tmp_path),
+        "NUKEWORKS_DEFAULT_DB": str(tmp_path / "default.sqlite"),
+        "SESSION_FILE_PATH": str(tmp_path / "sessions"),
+        "DBSELECT_REGISTER_SCANNED": "false",
+    }
+    command = [sys.executable, "manage.py", "health_check", "readyz", "--no-http"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert "WorkerAlive(): Unavailable: no task queue worker" in result.stdout
+    assert "InstanceWritable(): OK" in result.stdout
+
+    env["NUKEWORKS_READYZ_WORKER"] = "false"
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WorkerAlive" not in result.stdout

@@ -26,6 +26,7 @@ import datetime
 import functools
 import os
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,10 @@ class ReadinessView(HealthCheckView):
 
     def get_executor(self) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext(_EXECUTOR)
+
+    def get_checks(self) -> Iterator[HealthCheck]:
+        """The checks (also what `manage.py health_check readyz --no-http` runs)."""
+        yield from readiness_checks().values()
 
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
         checks = readiness_checks()
