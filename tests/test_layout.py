@@ -143,3 +143,33 @@ def test_django_private_connections_attribute_is_read_in_one_place_at_most():
         if pattern.search(line)
     ]
     assert len(found) <= 1, found
+
+
+@pytest.mark.parametrize(
+    "package",
+    [
+        "dbselect",
+        "accounts",
+        "audit",
+        "payloads",
+        "snapshots",
+        "migrating",
+        "bundles",
+        "provisioning",
+        "inspection",
+        "api",
+        "nukeworks",
+    ],
+)
+def test_nothing_imports_the_metrics_app(package):
+    """metrics listens (dbselect.signals, huey's signals); the apps it measures never import it.
+
+    nukeworks/gunicorn.conf.py is not a module of the project package: it prepares the
+    metrics folder before any worker starts.
+    """
+    found = [
+        line
+        for line in _imports_of(package, ("metrics",))
+        if not line.startswith("nukeworks/gunicorn.conf.py")
+    ]
+    assert found == []
