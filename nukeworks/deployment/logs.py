@@ -179,6 +179,9 @@ def logging_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
             "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
             "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
             "huey": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            # A failing /readyz check is in its answer; a traceback per probe is noise. An
+            # unexpected exception in a check is still logged (ERROR).
+            "health_check": {"handlers": ["console"], "level": "ERROR", "propagate": False},
             # Python's warnings (logging.captureWarnings, see configure()).
             "py.warnings": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         },
