@@ -18,6 +18,11 @@ drives them in alternating rounds (A B / B A) after a warm-up of each; the figur
 median over rounds of on/off requests/s (goal >= 0.97), with the range of the pairs, and the
 server CPU per request of both.
 
+Requests/s moves with whatever else the 2-core machine runs, so part 2 measures the CPU per
+request of both configurations in ONE process (bench/observability_cpu_probe.py: the same
+session and page, alternated rounds, the serving thread's CPU): the difference is what the
+observer and the metrics add to a request.
+
 Run: `.venv/bin/python bench/bench_observability.py` (part of `make bench`).
 """
 
@@ -28,6 +33,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +68,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=8, help="wrk runs per configuration")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--cpu-rounds", type=int, default=30, help="CPU probe: rounds")
+    parser.add_argument("--cpu-requests", type=int, default=40, help="CPU probe: requests/round")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("NUKEWORKS_WORKERS", 2)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("NUKEWORKS_THREADS", 4)))
     args = parser.parse_args()
@@ -139,6 +147,18 @@ def main() -> int:
         )
         summary["runs"] = runs
         summary["fairness"] = fairness
+        probe = [
+            sys.executable,
+            str(ROOT / "bench" / "observability_cpu_probe.py"),
+            str(db),
+            str(work / "cpu-probe"),
+            "--rounds",
+            str(args.cpu_rounds),
+            "--requests",
+            str(args.cpu_requests),
+        ]
+        out = subprocess.run(probe, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        summary["cpu_probe"] = cpu = json.loads(out.strip().splitlines()[-1])
         print(
             f"\ncompany list ({PAGE}, 50 rows), medians of {args.rounds} alternated rounds x "
             f"{args.duration:g} s (same database file, same session, identical pages):"
@@ -154,6 +174,13 @@ def main() -> int:
             f"  on/off requests/s: x{summary['ratio_rps']:.3f} (pairs x{min(ratios):.3f}.."
             f"x{max(ratios):.3f}; goal >= 0.97), server CPU per request "
             f"x{summary['ratio_cpu']:.3f}"
+        )
+        q1, _, q3 = cpu["diff_ms_quartiles"]
+        print(
+            f"\nCPU per request in one process (the serving thread, median of {cpu['rounds']} "
+            f"alternated rounds x {cpu['requests_per_round']} requests): on "
+            f"{cpu['ms']['on']:.3f} ms, off {cpu['ms']['off']:.3f} ms: {cpu['diff_ms']:+.3f} ms "
+            f"(quartiles {q1:+.3f}..{q3:+.3f}), x{cpu['ratio']:.3f}"
         )
         out = ROOT / "bench" / "results"
         out.mkdir(exist_ok=True)
