@@ -211,6 +211,7 @@ def test_admins_see_the_slow_queries_of_their_database_only(make_database, setti
     _threshold(settings, 1)
     _run(engines.register(str(mine)).alias, SLOW_SQL)
     _run(engines.register(str(other)).alias, SLOW_SQL.replace("count(*)", "max(x)"))
+    assert 'class="slow-queries-link"' in client.get("/").content.decode()
     response = client.get("/database/slow-queries")
     assert response.status_code == 200
     html = response.content.decode()
@@ -226,6 +227,7 @@ def test_the_slow_query_page_is_for_admins(make_database, settings):
     assert client.get("/database/slow-queries").status_code == 403
     sign_in(client, "clerk", "pw-clerk-123")
     assert client.get("/database/slow-queries").status_code == 403
+    assert "slow-queries-link" not in client.get("/").content.decode()
 
 
 def test_the_engines_page_shows_recent_slow_queries_per_database(make_database, settings, slow_log):
