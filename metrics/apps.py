@@ -12,7 +12,9 @@ class MetricsConfig(AppConfig):
     def ready(self) -> None:
         from dbselect import signals
         from dbselect.engines import observe
-        from metrics import conf, instruments
+
+        # checks register themselves on import.
+        from metrics import checks, conf, instruments  # noqa: F401
 
         if not conf.enabled():
             return

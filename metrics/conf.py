@@ -28,7 +28,7 @@ def enabled() -> bool:
 
 
 def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Return the networks of ALLOW (an invalid entry is reported by the system check)."""
+    """Return the networks of ALLOW (an invalid entry is the system check metrics.E001)."""
     networks = []
     for entry in config()["ALLOW"]:
         try:

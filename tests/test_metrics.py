@@ -204,3 +204,12 @@ def test_jobs_of_the_task_queue_are_timed_by_job_and_database(make_database):
     checked = {"job": "full_check", "database": "m-jobs", "outcome": "error"}
     assert value(after, name, **built) - value(before, name, **built) == 1
     assert value(after, name, **checked) - value(before, name, **checked) == 1
+
+
+def test_an_invalid_allow_list_entry_fails_the_checks(settings):
+    from metrics.checks import check_allow_list
+
+    settings.NUKEWORKS_METRICS = {"ALLOW": ["127.0.0.1", "10.0.0.0/8", "::1"]}
+    assert check_allow_list() == []
+    settings.NUKEWORKS_METRICS = {"ALLOW": ["127.0.0.1", "not-an-address"]}
+    assert [e.id for e in check_allow_list()] == ["metrics.E001"]
