@@ -74,6 +74,25 @@ def test_dispose_closes_an_idle_threads_persistent_connection_at_once(make_datab
     server.join(10)
 
 
+def test_a_workers_own_dispose_is_not_applied_again_to_connections_opened_since(make_database):
+    """The dispose feed brings every request back to the worker that made it; that worker
+    applied it when it made it, and must not close a connection a later request opened."""
+    path = str(make_database())
+    engines.apply_remote_disposals()  # this worker follows the feed from now on
+    engines.dispose(path, everywhere=True)  # recorded for every worker, applied here
+    alias = engines.register(path).alias
+    server = ServerThread(alias, finish_request=True)
+    server.start()
+    assert server.opened.wait(10)
+    assert open_files(path)
+
+    assert engines.apply_remote_disposals() == 0
+
+    assert open_files(path), "this worker's own dispose closed a connection opened after it"
+    server.release.set()
+    server.join(10)
+
+
 def test_a_busy_thread_closes_its_connection_when_its_request_ends(make_database):
     path = str(make_database())
     alias = engines.register(path).alias

@@ -245,7 +245,7 @@ def dispose_paths(paths: list[str], request: HttpRequest | None = None) -> int:
         return 0
     user = getattr(request, "user", None)
     by = getattr(user, "username", "") if user is not None else ""
-    get_store().record_disposals(paths, by=by)
+    engines.cache().note_own_disposal(get_store().record_disposals(paths, by=by))
     for path in paths:
         cached_here = engines.dispose(path)
         audit_log.record(

@@ -386,7 +386,7 @@ class EngineCache:
         False when the target was not cached here.
         """
         if everywhere:
-            workers.get_store().record_disposals([target])
+            self.note_own_disposal(workers.get_store().record_disposals([target]))
         with self._lock:
             engine = self._engines.get(target)
             alias = engine.alias if engine is not None else self._alias_in_settings(target)
@@ -405,6 +405,11 @@ class EngineCache:
         alias = self._known_aliases.get(path) or alias_for_path(path)
         cfg = connections.databases.get(alias)
         return alias if cfg is not None and cfg.get("NAME") == path else None
+
+    def note_own_disposal(self, seq: int) -> None:
+        """Record that this process made dispose request `seq` (and applies it itself): the
+        feed will not bring it back to close connections opened after it."""
+        self._feed.note_own(seq)
 
     def apply_remote_disposals(self) -> int:
         """Dispose here what another worker process asked to dispose; return how many."""

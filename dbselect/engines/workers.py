@@ -159,15 +159,19 @@ class EngineStore:
         self._raise_sequence(seq)
         return seq
 
-    def disposals_after(self, seq: int) -> tuple[int, list[str]]:
-        """Return (highest sequence number, paths) of the dispose requests after `seq`."""
+    def disposals_after(
+        self, seq: int, *, skip: frozenset[int] = frozenset()
+    ) -> tuple[int, list[str]]:
+        """Return (highest sequence number, paths) of the dispose requests after `seq`;
+        requests numbered in `skip` are counted but their paths not returned."""
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT seq, path FROM disposals WHERE seq > ? ORDER BY seq", (seq,)
             ).fetchall()
         if not rows:
             return seq, []
-        return max(r[0] for r in rows), list(dict.fromkeys(r[1] for r in rows))
+        paths = [r[1] for r in rows if r[0] not in skip]
+        return max(r[0] for r in rows), list(dict.fromkeys(paths))
 
     def publish(self, worker: str, host: str, pid: int, data: dict[str, Any]) -> None:
         """Replace the table worker `worker` publishes."""
@@ -230,6 +234,15 @@ class DisposeFeed:
         # Requests made before this process first looked concern connections it never had.
         self._seen: int | None = None
         self._broken = False
+        # Requests this process made itself: applied when made. Applying one again when the
+        # feed brings it back would close connections opened since, for later requests.
+        self._own: set[int] = set()
+
+    def note_own(self, seq: int) -> None:
+        """Record that dispose request `seq` was made (and applied) by this process."""
+        with self._lock:
+            if self._seen is None or seq > self._seen:
+                self._own.add(seq)
 
     def _ready(self) -> EngineStore | None:
         if self._store is None and not self._broken:
@@ -254,11 +267,12 @@ class DisposeFeed:
             if store.sequence() <= seen:
                 return []
             try:
-                seq, targets = store.disposals_after(seen)
+                seq, targets = store.disposals_after(seen, skip=frozenset(self._own))
             except sqlite3.Error as exc:
                 logger.error("engine store unreadable: %s", exc)
                 return []
             self._seen = max(seen, seq)
+            self._own = {n for n in self._own if n > self._seen}
         return targets
 
 
