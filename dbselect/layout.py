@@ -187,16 +187,7 @@ def preparing(folder: str | Path, *, check_builder: bool = True) -> dict[str, An
 
 def builder_at_work(folder: str | Path) -> bool:
     """Return True while a builder holds `folder`'s lock (any process of this machine)."""
-    path = Path(folder) / PREPARING_LOCK
-    if not path.exists():
-        return False
-    try:
-        with locks.flocked(path, exclusive=True, timeout=0):
-            return False
-    except locks.LockTimeout:
-        return True
-    except OSError:
-        return False
+    return locks.held_elsewhere(Path(folder) / PREPARING_LOCK)
 
 
 def _unreadable_marker(why: str) -> dict[str, Any]:

@@ -139,16 +139,7 @@ def _write(status: CheckStatus) -> None:
 
 def _running_somewhere(path: str) -> bool:
     """Return True while a worker holds the job lock of `path`'s check."""
-    lock = _lock_file(path)
-    if not lock.exists():
-        return False
-    try:
-        with locks.flocked(lock, exclusive=True, timeout=0):
-            return False
-    except locks.LockTimeout:
-        return True
-    except OSError:
-        return False
+    return locks.held_elsewhere(_lock_file(path))
 
 
 def read(path: str) -> CheckStatus | None:

@@ -26,7 +26,15 @@ except ImportError:  # pragma: no cover - Windows: only one process serves NukeW
 # Seconds between two attempts at a lock someone else holds.
 POLL_INTERVAL = 0.05
 
-__all__ = ["POLL_INTERVAL", "LockTimeout", "acquire", "flocked", "open_lock_file", "release"]
+__all__ = [
+    "POLL_INTERVAL",
+    "LockTimeout",
+    "acquire",
+    "flocked",
+    "held_elsewhere",
+    "open_lock_file",
+    "release",
+]
 
 
 class LockTimeout(Exception):
@@ -117,3 +125,19 @@ def flocked(
         yield fd
     finally:
         os.close(fd)
+
+
+def held_elsewhere(path: str | os.PathLike[str]) -> bool:
+    """Return True while somebody holds the lock file at `path` (any process of this machine).
+
+    A missing or unusable lock file is held by nobody. Never creates the file.
+    """
+    if not os.path.exists(path):
+        return False
+    try:
+        with flocked(path, exclusive=True, timeout=0):
+            return False
+    except LockTimeout:
+        return True
+    except OSError:
+        return False
