@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections
@@ -114,15 +115,7 @@ def archive(
             f"The database {label!r} is an operator database (or the project's default): it "
             "is never archived."
         )
-        audit_log.record(
-            ARCHIVE_ACTION,
-            target=str(path),
-            outcome="denied",
-            detail=message,
-            using=engine.alias,
-            **who,
-        )
-        raise ProvisioningError(message, code="protected", status=409)
+        raise _refused(engine, path, message, who, code="protected", status=409)
     try:
         with gate.exclusive(engine.path, timeout=timeout):
             # No request works on the database from here on: close it everywhere.
@@ -136,26 +129,10 @@ def archive(
             f"Requests kept working on {label!r} for {timeout:g} s; it was not archived. Try "
             "again in a moment."
         )
-        audit_log.record(
-            ARCHIVE_ACTION,
-            target=str(path),
-            outcome="failure",
-            detail=message,
-            using=engine.alias,
-            **who,
-        )
-        raise ProvisioningError(message, code="busy", status=409) from None
+        raise _refused(engine, path, message, who, code="busy", status=409) from None
     except OSError as exc:
         message = f"The folder of {label!r} could not be moved to the archive: {exc}."
-        audit_log.record(
-            ARCHIVE_ACTION,
-            target=str(path),
-            outcome="failure",
-            detail=message,
-            using=engine.alias,
-            **who,
-        )
-        raise ProvisioningError(message, code="archive_failed", status=500) from exc
+        raise _refused(engine, path, message, who, code="archive_failed", status=500) from exc
     archived = describe(target)
     # Recorded in the database itself, where it now lies (the folder is its history).
     _record_in(
@@ -167,6 +144,28 @@ def archive(
     )
     logger.info("database archived label=%s folder=%s", label, target)
     return archived
+
+
+def _refused(
+    engine: engines.Engine,
+    path: Path,
+    message: str,
+    who: dict[str, Any],
+    *,
+    code: str,
+    status: int,
+) -> ProvisioningError:
+    """Audit an archive that did not happen (denied: a protected database; else a failure)
+    in the database itself; return the error to raise."""
+    audit_log.record(
+        ARCHIVE_ACTION,
+        target=str(path),
+        outcome="denied" if code == "protected" else "failure",
+        detail=message,
+        using=engine.alias,
+        **who,
+    )
+    return ProvisioningError(message, code=code, status=status)
 
 
 def _close(engine: engines.Engine) -> None:
