@@ -1,38 +1,18 @@
-"""A tqdm progress bar in rows for the bundle commands, fed by `progress(done, total)`."""
+"""The bundle commands' progress bar in rows (dbselect.management.progress's one bar)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+
+from django.core.management.base import OutputWrapper
 
 from bundles.package import Progress
+from dbselect.management.progress import ProgressBar
 
 
-class RowsBar:
-    """Context manager yielding a progress callback (None when disabled)."""
-
-    def __init__(self, what: str, stream: Any, enabled: bool) -> None:
-        self.what, self.stream, self.enabled = what, stream, enabled
-        self.bar: Any = None
-
-    def __enter__(self) -> Progress | None:
-        return self._update if self.enabled else None
-
-    def _update(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                desc=self.what,
-                unit=" rows",
-                # OutputWrapper of a management command, or a plain stream.
-                file=getattr(self.stream, "_out", self.stream),
-                mininterval=0.2,
-            )
-        if total != self.bar.total:
-            self.bar.total = total
-        self.bar.update(max(0, done - self.bar.n))
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
+@contextlib.contextmanager
+def rows_bar(what: str, stream: OutputWrapper, enabled: bool) -> Iterator[Progress | None]:
+    """Yield a progress callback showing rows on `stream` (None when disabled)."""
+    with ProgressBar(stream, what, enabled=enabled, unit=" rows", mininterval=0.2) as bar:
+        yield bar.callback

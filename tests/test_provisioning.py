@@ -365,6 +365,7 @@ def test_createdb_without_a_worker_builds_the_database_itself():
     path = databases_dir() / "cmd" / "nukeworks.sqlite"
     assert f"Created database 'From the shell' at {path}" in out.getvalue()
     assert "building here" in err.getvalue()
+    assert "building: 100%" in err.getvalue()  # the progress bar, on the command's stderr
     assert_holds_the_starter_package(path)
     assert password_hash(path, "boss").startswith("md5$")  # the test settings' hasher
     assert HUEY.pending_count() == 0

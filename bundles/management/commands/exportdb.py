@@ -11,7 +11,7 @@ from django.db import connections
 from audit import log as audit_log
 from bundles import package
 from bundles.management.commands._common import labelled_database, operator
-from bundles.progress import RowsBar
+from bundles.progress import rows_bar
 from dbselect import engines
 
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         alias = engines.register(path).alias
         enabled = not options["no_progress"] and options.get("verbosity", 1) >= 1
         try:
-            with RowsBar("Export", self.stderr, enabled) as progress:
+            with rows_bar("Export", self.stderr, enabled) as progress:
                 bundle = package.export(
                     alias,
                     Path(options["output"]),

@@ -11,7 +11,7 @@ from audit import log as audit_log
 from bundles import package
 from bundles.management.commands._common import labelled_database, operator
 from bundles.newdb import build_new_database, database_path
-from bundles.progress import RowsBar
+from bundles.progress import rows_bar
 from dbselect import engines
 
 
@@ -49,7 +49,7 @@ class Command(BaseCommand):
                     raise CommandError(f"A database labelled {label!r} already exists.")
                 if include_users is False and bundle.include_users:
                     raise CommandError("--no-users applies to --into only.")
-                with RowsBar("Import", self.stderr, enabled) as progress:
+                with rows_bar("Import", self.stderr, enabled) as progress:
                     path = str(
                         build_new_database(
                             label,
@@ -67,7 +67,7 @@ class Command(BaseCommand):
                 path = labelled_database(label)
                 alias = engines.register(path).alias
                 try:
-                    with RowsBar("Import", self.stderr, enabled) as progress:
+                    with rows_bar("Import", self.stderr, enabled) as progress:
                         counts = package.apply(
                             bundle, alias, progress=progress, include_users=include_users
                         )

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from dbselect import scanner
+from dbselect.management.progress import ProgressBar
 from provisioning import copies
 from provisioning.management.commands.createdb import operator
 from provisioning.service import ProvisioningError
@@ -56,7 +57,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, source: str, label: str, **options: Any) -> None:
         path = resolve_source(source)
         try:
-            with _Bar(self, options) as bar:
+            with ProgressBar(
+                self.stderr,
+                "copying",
+                enabled=ProgressBar.wanted(options),
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                leave=False,
+            ) as bar:
                 if options["from_snapshot"]:
                     if options["schema_only"]:
                         raise CommandError("--schema-only and --from-snapshot do not go together.")
@@ -96,36 +105,3 @@ class Command(BaseCommand):
                 f"The snapshot predates the latest migrations: manage.py migrate --database "
                 f"{label} (or select it as an admin) brings it up to date."
             )
-
-
-class _Bar:
-    """A tqdm bar in bytes on stderr (none with --no-progress or -v 0)."""
-
-    def __init__(self, command: BaseCommand, options: dict[str, Any]) -> None:
-        self.stream = command.stderr._out
-        self.enabled = not options["no_progress"] and options.get("verbosity", 1) >= 1
-        self.bar: Any = None
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if not self.enabled or not total:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                desc="copying",
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                file=self.stream,
-                leave=False,
-            )
-        self.bar.update(max(0, min(done, total) - self.bar.n))
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -12,6 +12,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dbselect.management.progress import ProgressBar
 from provisioning import progress, service, worker
 
 # Seconds between two looks at the marker while waiting for a worker.
@@ -90,7 +91,9 @@ class Command(BaseCommand):
                 f"Follow it with manage.py dbstatus or at /select-db/preparing/{label}."
             )
             return
-        with _Bar(self, options) as bar:
+        with ProgressBar(
+            self.stderr, "building", enabled=ProgressBar.wanted(options), unit="step"
+        ) as bar:
             if build_here:
                 self.stderr.write("No queue worker is running: building here.")
                 final = service.run(label, job.job, on_progress=bar.update)
@@ -105,7 +108,7 @@ class Command(BaseCommand):
                 f"It has no administrator: manage.py ensureadmin --database {label} adds one."
             )
 
-    def _wait(self, label: str, job: str, bar: _Bar) -> progress.Status:
+    def _wait(self, label: str, job: str, bar: ProgressBar) -> progress.Status:
         """Follow the marker until the job ends; build here if the workers went away."""
         idle_since: float | None = None
         while True:
@@ -145,31 +148,3 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("Password refused: " + " ".join(exc.messages)) from None
         return make_password(password)
-
-
-class _Bar:
-    """A tqdm bar in build steps on stderr (none with --no-progress or -v 0)."""
-
-    def __init__(self, command: BaseCommand, options: dict[str, Any]) -> None:
-        self.stream = command.stderr._out
-        self.enabled = not options["no_progress"] and options.get("verbosity", 1) >= 1
-        self.bar: Any = None
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if not self.enabled or not total:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc="building", unit="step", file=self.stream)
-        if self.bar.total != total:
-            self.bar.total = total
-            self.bar.refresh()
-        self.bar.update(max(0, done - self.bar.n))
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -13,8 +13,8 @@ from django.template.defaultfilters import filesizeformat
 
 from dbselect import scanner
 from dbselect.files.validation import ValidationFailed, inspect_database
+from dbselect.management.progress import ProgressBar
 from snapshots import service
-from snapshots.sqlite_copy import Progress
 
 
 def _operator() -> str:
@@ -111,9 +111,9 @@ class Command(BaseCommand):
     # Actions ----------------------------------------------------------------------------
 
     def _create(self, database: str, options: dict[str, Any]) -> None:
-        with self._progress("Snapshot", options) as progress:
+        with self._progress("Snapshot", options) as bar:
             snapshot = service.create_snapshot(
-                database, note=options["note"], username=_operator(), progress=progress
+                database, note=options["note"], username=_operator(), progress=bar.callback
             )
         self.stdout.write(
             self.style.SUCCESS(
@@ -150,12 +150,12 @@ class Command(BaseCommand):
             f"Restore {database} to {snapshot.name} (taken {snapshot.created_at:%Y-%m-%d %H:%M} "
             "UTC)? A safety snapshot is taken first.",
         )
-        with self._progress("Restore", options) as progress:
+        with self._progress("Restore", options) as bar:
             result = service.restore_snapshot(
                 database,
                 snapshot.name,
                 username=_operator(),
-                progress=progress,
+                progress=bar.callback,
                 allow_old_schema=options["allow_old_schema"],
             )
         self.stdout.write(
@@ -193,38 +193,13 @@ class Command(BaseCommand):
         if answer.strip().lower() != "yes":
             raise CommandError("Cancelled.")
 
-    def _progress(self, what: str, options: dict[str, Any]) -> _ProgressBar:
-        enabled = not options.get("no_progress") and options.get("verbosity", 1) >= 1
-        return _ProgressBar(what, self.stderr, enabled)
-
-
-class _ProgressBar:
-    """A tqdm bar in bytes on stderr, fed by the copy's progress callback."""
-
-    def __init__(self, what: str, stream: Any, enabled: bool) -> None:
-        self.what, self.stream, self.enabled = what, stream, enabled
-        self.bar: Any = None
-
-    def __enter__(self) -> Progress | None:
-        if not self.enabled:
-            return None
-        return self._update
-
-    def _update(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                desc=self.what,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                file=self.stream._out,
-                leave=False,
-            )
-        self.bar.update(max(0, done - self.bar.n))
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    def _progress(self, what: str, options: dict[str, Any]) -> ProgressBar:
+        return ProgressBar(
+            self.stderr,
+            what,
+            enabled=ProgressBar.wanted(options),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            leave=False,
+        )
