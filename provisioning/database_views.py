@@ -37,7 +37,7 @@ from inspection import views as inspection
 from nukeworks.attachments import integrity
 from provisioning import archive as archiving
 from provisioning import copies, worker
-from provisioning.copy_forms import DuplicateForm, NewCopyForm
+from provisioning.forms import DuplicateForm, NewLabelForm
 from provisioning.service import ProvisioningError
 from snapshots import service as snapshots
 
@@ -208,7 +208,7 @@ def restore_as_new(request: HttpRequest, name: str) -> HttpResponse:
         snapshot = snapshots.get_snapshot(database, name)
     except snapshots.SnapshotNotFound:
         raise Http404("There is no such snapshot of this database.") from None
-    form = NewCopyForm(request.POST or None)
+    form = NewLabelForm(request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -1,4 +1,5 @@
-"""The operators' "New database…" form."""
+"""The forms that make a new database: "New database…" (operators), "Duplicate…" and
+"Restore as new database…" (admins)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ COPY_LOGIN = "copy"
 NEW_ADMIN = "new"
 
 
-class NewDatabaseForm(forms.Form):
+class NewLabelForm(forms.Form):
+    """A new database's label and display name: every form that makes one starts here."""
+
     label = forms.CharField(
         max_length=40,
         help_text="Folder name under databases/: letters, digits, '-' and '_'.",
@@ -25,6 +28,16 @@ class NewDatabaseForm(forms.Form):
         required=False,
         help_text="The name the selector shows (default: the label).",
     )
+
+    def clean_label(self) -> str:
+        label = self.cleaned_data["label"].strip()
+        try:
+            return service.check_label(label)
+        except service.ProvisioningError as exc:
+            raise ValidationError(exc.message) from None
+
+
+class NewDatabaseForm(NewLabelForm):
     seed = forms.ChoiceField(label="Content", help_text="A seed package, or an empty database.")
     admin = forms.ChoiceField(label="First administrator", widget=forms.RadioSelect)
     admin_username = forms.CharField(label="Username", max_length=150, required=False)
@@ -57,13 +70,6 @@ class NewDatabaseForm(forms.Form):
         self.fields["admin"].choices = choices
         self.fields["admin"].initial = choices[0][0]
 
-    def clean_label(self) -> str:
-        label = self.cleaned_data["label"].strip()
-        try:
-            return service.check_label(label)
-        except service.ProvisioningError as exc:
-            raise ValidationError(exc.message) from None
-
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("admin") == NEW_ADMIN:
@@ -86,3 +92,12 @@ class NewDatabaseForm(forms.Form):
     def seed_ref(self) -> str | None:
         seed = self.cleaned_data["seed"]
         return None if seed == EMPTY else seed
+
+
+class DuplicateForm(NewLabelForm):
+    schema_only = forms.BooleanField(
+        required=False,
+        label="Schema only",
+        help_text="An empty database: no companies, projects, attachments, tokens or sessions; "
+        "the administrators are kept with their passwords.",
+    )
