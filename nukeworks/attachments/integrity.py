@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbselect import engines
-from nukeworks.attachments.models import Attachment
 from payloads import references
 from payloads.store import INCOMING_PREFIX, PayloadStore
 from snapshots import service as snapshots
@@ -68,10 +67,7 @@ class Collected:
 
 
 def _rows(database: str) -> set[str]:
-    alias = engines.register(database).alias
-    return set(
-        Attachment.objects.using(alias).values_list("sha256", flat=True).distinct().iterator()
-    )
+    return references.referenced_by_alias(engines.register(database).alias)
 
 
 def _snapshot_refs(database: str, unreadable: list[str]) -> set[str]:
