@@ -41,11 +41,14 @@ browser:
 	  else echo "chromium is missing: browser tests will be skipped (apt-get install chromium)"; fi; }
 
 ## strace: tests/test_sqlite_lock_race.py slows SQLite's close() with it to provoke a race.
-test-tools:
+## PostgreSQL, Redis and HAProxy (Debian's packages): the several-servers tests start their own
+## on loopback ports (nukeworks/cluster/services.py); the packaged services are left stopped.
+test-tools: venv
 	@command -v strace >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; \
 	  else echo "strace is missing: the SQLite lock race test will be skipped (apt-get install strace)"; fi; }
+	$(PY) -m nukeworks.cluster packages
 
 test: venv browser test-tools
 	$(VENV)/bin/pytest

@@ -17,6 +17,8 @@ from dbselect import engines, state
 from dbselect.conf import get_config
 from tests.helpers import add_rows, backup_copy
 
+pytest_plugins = ["tests.services"]
+
 _counter = itertools.count()
 
 
