@@ -33,6 +33,24 @@ class DbSelectConfig(AppConfig):
             for label, path in scanner.database_files():
                 if engines.get(path) is None:
                     engines.register(path, alias=label)
+            # … and so does every PostgreSQL database of the catalog (never connected here).
+            _register_catalog(engines)
+
+
+def _register_catalog(engines: Any) -> None:
+    import logging
+
+    from dbselect import catalog
+
+    try:
+        entries = catalog.entries()
+    except Exception as exc:  # a catalog out of reach must not stop the server or manage.py
+        logging.getLogger("nukeworks.dbselect").warning(
+            "catalog not read at start-up: %s", type(exc).__name__
+        )
+        return
+    for entry in entries:
+        engines.cache().register_entry(entry)
 
 
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:

@@ -84,6 +84,11 @@ DEFAULTS: dict[str, Any] = {
     "SLOW_QUERY_MS": 1000.0,
     # How many recent slow queries each worker process keeps per database.
     "SLOW_QUERY_KEEP": 20,
+    # The catalog of registered (PostgreSQL) databases without REDIS_URL (dbselect.catalog);
+    # None: catalog.json in the instance folder, beside SELECTOR_CACHE_FILE.
+    "CATALOG_FILE": None,
+    # Seconds to wait for a PostgreSQL server to accept a connection.
+    "POSTGRES_CONNECT_TIMEOUT": 5,
 }
 
 
@@ -101,6 +106,9 @@ def get_config() -> dict[str, Any]:
         config["ENGINE_STORE_DIR"] = base_dir / "instance" / "engines"
     config["DATABASES_DIR"] = Path(config["DATABASES_DIR"])
     config["SELECTOR_CACHE_FILE"] = Path(config["SELECTOR_CACHE_FILE"])
+    if config["CATALOG_FILE"] is None:
+        config["CATALOG_FILE"] = config["SELECTOR_CACHE_FILE"].parent / "catalog.json"
+    config["CATALOG_FILE"] = Path(config["CATALOG_FILE"])
     config["ALLOWED_ROOTS"] = [Path(p) for p in config["ALLOWED_ROOTS"]]
     config["SELF_BINDING_PREFIXES"] = tuple(config["SELF_BINDING_PREFIXES"])
     return config

@@ -45,9 +45,31 @@ SNAPSHOT_NAME_PATTERN = re.compile(
 )
 
 
+def _registered_label(target: str | Path) -> str | None:
+    """Return the label of a PostgreSQL catalog target (`postgresql:<label>`), else None."""
+    text = str(target)
+    if text.startswith(REGISTERED_PREFIX) and not text.startswith(REGISTERED_PREFIX + "//"):
+        return text[len(REGISTERED_PREFIX) :]
+    return None
+
+
+# A PostgreSQL database of the catalog (dbselect.catalog) has no file, but a folder all the
+# same: databases/<label>/ holds its snapshots (pg_dump files) and its payloads.
+REGISTERED_PREFIX = "postgresql:"
+
+
+def folder_for(target: str | Path) -> Path:
+    """Return the folder a database's snapshots and payloads live in."""
+    label = _registered_label(target)
+    if label is not None:
+        return Path(get_config()["DATABASES_DIR"]) / label
+    return Path(target).parent
+
+
 def snapshot_dir_for(path: str | Path) -> Path:
-    """Return the snapshots/ folder that belongs beside a database file."""
-    return Path(path).parent / SNAPSHOTS_FOLDER
+    """Return the snapshots/ folder that belongs beside a database file (or to a PostgreSQL
+    database of the catalog: databases/<label>/snapshots/)."""
+    return folder_for(path) / SNAPSHOTS_FOLDER
 
 
 PAYLOADS_FOLDER = "payloads"
@@ -62,6 +84,8 @@ def payload_dir_for(path: str | Path) -> Path:
     others and gets `<file-stem>.payloads/` beside it. Snapshots of a database share its store:
     payloads are immutable, so a snapshot only records which ones its moment references.
     """
+    if _registered_label(path) is not None:
+        return folder_for(path) / PAYLOADS_FOLDER
     path = Path(path)
     config = get_config()
     root = os.path.realpath(config["DATABASES_DIR"])
@@ -74,7 +98,11 @@ def payload_dir_for(path: str | Path) -> Path:
 
 def catalog_label(path: str | Path) -> str | None:
     """Return the label of `databases/<label>/<file>` for `path`, None for any other file
-    (one outside the catalog, or in a hidden folder such as `.archive`)."""
+    (one outside the catalog, or in a hidden folder such as `.archive`); a PostgreSQL target
+    `postgresql:<label>` gives its label."""
+    registered = _registered_label(path)
+    if registered is not None:
+        return registered
     config = get_config()
     folder, name = os.path.split(os.path.normpath(path))
     root = os.path.realpath(config["DATABASES_DIR"])

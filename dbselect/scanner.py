@@ -1,10 +1,15 @@
-"""The defaults list: every databases/<label>/nukeworks.sqlite of the project."""
+"""The defaults list: every databases/<label>/nukeworks.sqlite of the project, and every
+PostgreSQL database an operator registered in the catalog (dbselect.catalog)."""
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from dbselect import catalog
+from dbselect.catalog import postgres
 
 from dbselect.conf import get_config
 from dbselect.files.schema import SchemaState
@@ -28,6 +33,10 @@ class ScannedDatabase:
     not_ready: bool = False
     # Where its progress is followed (filled by the selector view, DBSELECT["PREPARING_URL"]).
     progress_url: str = ""
+    # "sqlite", or "postgresql" for a catalog entry (`path` is then its target).
+    kind: str = "sqlite"
+    # Where it lives, as people may see it: host:port/dbname of a PostgreSQL database.
+    location: str = ""
 
     @property
     def usable(self) -> bool:
@@ -136,4 +145,48 @@ def scan(root: Path | None = None) -> list[ScannedDatabase]:
     for label, path, marker in preparing_databases(root):
         name = marker.get("display_name") or label
         results.append(ScannedDatabase(label, path, name, None, None, preparing=marker))
+    if root is None:
+        results.extend(scan_catalog())
     return sorted(results, key=lambda db: db.label)
+
+
+def scan_catalog() -> list[ScannedDatabase]:
+    """Validate each registered PostgreSQL database read-only, all at once (one slow or
+    unreachable server costs its connect timeout once, not once per entry)."""
+    try:
+        entries = catalog.entries()
+    except Exception as exc:  # the catalog's Redis is down: the files are still listed
+        return [
+            ScannedDatabase(
+                "catalog", "", "PostgreSQL catalog", None,
+                f"The catalog of PostgreSQL databases cannot be read ({type(exc).__name__}).",
+                kind=catalog.KIND,
+            )
+        ]  # fmt: skip
+    if not entries:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
+        return list(pool.map(_scan_entry, entries))
+
+
+def _scan_entry(entry: catalog.CatalogEntry) -> ScannedDatabase:
+    where = entry.url.server()
+    try:
+        info = postgres.inspect(entry.target, entry.url)
+    except ValidationFailed as exc:
+        return ScannedDatabase(
+            entry.label, entry.target, entry.display_name or entry.label, None, exc.reason,
+            kind=catalog.KIND, location=where,
+        )  # fmt: skip
+    not_ready = not_ready_reason(info)
+    return ScannedDatabase(
+        label=entry.label,
+        path=entry.target,
+        display_name=info.display_name or entry.display_name or entry.label,
+        state=info.state,
+        error=not_ready,
+        is_empty=info.is_empty,
+        not_ready=not_ready is not None,
+        kind=catalog.KIND,
+        location=where,
+    )

@@ -9,7 +9,8 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 
 from audit import log as audit_log
-from dbselect import engines, permissions, selector_cache, session
+from dbselect import catalog, engines, permissions, selector_cache, session
+from dbselect.catalog import postgres
 from dbselect.engines import gate
 from dbselect.files.paths import (
     PathRejected,
@@ -44,7 +45,15 @@ class SelectionResult:
 
 
 def check_path(raw: object) -> tuple[str, DatabaseInfo]:
-    """Normalise, authorise and validate a user-typed path; raise ValidationFailed if unusable."""
+    """Normalise, authorise and validate a user-typed path; raise ValidationFailed if unusable.
+
+    A PostgreSQL database is chosen by its catalog target (`postgresql:<label>`, what the
+    selector lists); a typed URL is refused without connecting anywhere.
+    """
+    if catalog.looks_like_url(raw):
+        raise ValidationFailed(URL_REFUSED)
+    if catalog.is_target(raw):
+        return check_registered(str(raw))
     try:
         typed = normalize_user_path(raw)
         check_allowed(typed)
@@ -58,6 +67,24 @@ def check_path(raw: object) -> tuple[str, DatabaseInfo]:
         raise ValidationFailed(ARCHIVED_REFUSED)
     return path, inspect_database(path)
 
+
+def check_registered(target: str) -> tuple[str, DatabaseInfo]:
+    """Validate the PostgreSQL database of a catalog target, read-only."""
+    entry = catalog.entry_for_target(target)
+    if entry is None:
+        label = catalog.label_of(target) or ""
+        raise ValidationFailed(
+            f"No PostgreSQL database is registered as “{label[:40]}”. The databases you can "
+            "choose are listed above; operators register others (manage.py catalog add)."
+        )
+    return target, postgres.inspect(target, entry.url)
+
+
+URL_REFUSED = (
+    "PostgreSQL databases are not opened from a typed URL: the server only connects to "
+    "databases an operator registered (manage.py catalog add), and you pick those by name "
+    "from the list above."
+)
 
 ARCHIVED_REFUSED = (
     "This database is archived (it lies in the archive folder, databases/.archive/). Archived "

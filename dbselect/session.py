@@ -36,6 +36,8 @@ def display_name_for(path: str, name: str | None) -> str:
     """Return the name to show for a database: its own label, else its folder name."""
     if name:
         return name
+    if path.startswith("postgresql:"):
+        return path.split(":", 1)[1]
     parent = os.path.basename(os.path.dirname(path))
     return parent or os.path.basename(path)
 

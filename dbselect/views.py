@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dbselect import permissions, scanner, selection, selector_cache, session
+from dbselect import catalog, permissions, scanner, selection, selector_cache, session
 from dbselect.conf import get_config
 from dbselect.files.browse import list_folder
 from dbselect.files.paths import PathRejected, bounded, check_allowed
@@ -63,6 +63,8 @@ def safe_next(request: HttpRequest) -> str:
 
 
 def _reachable(path: str) -> bool:
+    if catalog.is_target(path):
+        return catalog.entry_for_target(path) is not None
     try:
         return bool(path) and bounded(lambda: os.path.isfile(path), timeout=1.0)
     except PathRejected:

@@ -43,3 +43,64 @@ def postgres_server() -> Iterator[services.Service]:
 def redis_server() -> Iterator[services.Service]:
     """A Redis server: `.extra["url"]` is its URL (database 0)."""
     yield from _started("redis-server", lambda folder: services.start_redis(folder))
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_server: services.Service, django_db_blocker) -> str:
+    """The name of a migrated NukeWorks database on the server, copied for each test."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    from dbselect import catalog, state
+    from dbselect.catalog import dsn, postgres
+    from dbselect.engines.cache import publish_alias
+
+    server = dsn.parse(postgres_server.extra["url"])
+    name = "nw_template"
+    postgres.create_database(server, name)
+    entry = catalog.CatalogEntry("nwtemplate", server.with_dbname(name))
+    alias = "nw_pg_template"
+    publish_alias(alias, catalog.django_settings(entry, connections.databases["default"]))
+    with django_db_blocker.unblock(), state.override(alias):
+        call_command("migrate", database=alias, verbosity=0, interactive=False)
+    connections[alias].close()
+    return name
+
+
+@pytest.fixture
+def make_pg_database(postgres_server: services.Service, pg_template: str):
+    """Return a factory: make_pg_database(label, name=..., companies=[...], users=[...]).
+
+    Each call creates a fresh PostgreSQL database (a copy of the migrated template, or an
+    empty one with `migrated=False`), registers it in this test's catalog under `label` and
+    returns its session target (`postgresql:<label>`). The databases are dropped afterwards.
+    """
+    from dbselect import catalog
+    from dbselect.catalog import dsn, postgres
+    from tests.helpers import add_rows
+
+    server = dsn.parse(postgres_server.extra["url"])
+    made: list[str] = []
+
+    def factory(
+        label: str,
+        *,
+        name: str | None = "PG Test DB",
+        companies=(),
+        users=(),
+        migrated: bool = True,
+    ) -> str:
+        dbname = f"t_{label.replace('-', '_')}_{secrets.token_hex(4)}"[:63]
+        postgres.create_database(server, dbname, template=pg_template if migrated else None)
+        made.append(dbname)
+        entry = catalog.add(label, server.with_dbname(dbname).url())
+        if migrated and (name is not None or companies or users):
+            add_rows(entry.target, name=name, companies=companies, users=users)
+        return entry.target
+
+    yield factory
+    from django.db import connections
+
+    connections.close_all()
+    for dbname in made:
+        postgres.drop_database(server, dbname)

@@ -1,8 +1,8 @@
 """The engine cache: one object that maps a *target* to a Django connection alias.
 
-A target is what a session selected; today always the absolute path of a SQLite file (a later
-kind, a PostgreSQL catalog entry, gets its own `_settings_for` branch and nothing else). Each
-file gets one stable alias, registered in `django.db.connections` at runtime with a complete
+A target is what a session selected: the absolute path of a SQLite file, or
+`postgresql:<label>` for a PostgreSQL database of the catalog (dbselect.catalog). Each file
+gets one stable alias, registered in `django.db.connections` at runtime with a complete
 settings dict copied from the normalised `default` alias (a bare dict fails with
 KeyError: 'TIME_ZONE' on Django >= 4.1).
 
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from dbselect import catalog
+from dbselect.catalog import postgres
 from dbselect.conf import SYNCHRONOUS_MODES, get_config
 from dbselect.engines import connections as tracking
 from dbselect.engines import fingerprints, gate, live_files, workers
@@ -69,6 +71,17 @@ class Engine:
     requests: int = 0
     # (identity the file had when read, its creation mark): dbselect.engines.fingerprints.
     fingerprint_mark: tuple[FileIdentity | None, str] | None = None
+    # "sqlite", or "postgresql" for a catalog entry (its `path` is then its target).
+    kind: str = "sqlite"
+    # A PostgreSQL engine validated since it was registered (a file's is its identity).
+    validated: bool = False
+    # What people may see of where it lives: a file's path, or a redacted URL.
+    location: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        """True for a SQLite file, False for a PostgreSQL database."""
+        return self.kind == "sqlite"
 
     @property
     def target(self) -> str:
@@ -175,6 +188,8 @@ class EngineCache:
         thread holds the file's maintenance gate until its request ends.
         """
         self.apply_remote_disposals()
+        if catalog.is_target(target):
+            return self._open_catalog(target)
         engine = self._engines.get(target)
         if engine is None or engine.identity is None:
             engine, _ = self.validate_and_register(target)
@@ -190,9 +205,26 @@ class EngineCache:
         engine.touch()
         return engine
 
+    def _open_catalog(self, target: str) -> Engine:
+        """The request path of a PostgreSQL database: a dictionary lookup once validated.
+
+        A changed or removed catalog entry disposes its engine everywhere (the dispose feed),
+        so the next request re-validates it against the catalog.
+        """
+        engine = self._engines.get(target)
+        if engine is None or not engine.validated:
+            engine, _ = self.validate_and_register(target)
+        else:
+            gate.enter(engine.path)
+        tracking.mark_used(engine.alias)
+        engine.touch()
+        return engine
+
     @staticmethod
     def fingerprint(engine: Engine) -> str | None:
         """Return the creation mark of the engine's file, re-read only when the file changed."""
+        if not engine.is_file:
+            return None
         identity = engine.identity
         known = engine.fingerprint_mark
         if known is not None and identity is not None and known[0] == identity:
@@ -212,6 +244,8 @@ class EngineCache:
         `refusal_reason(info)` said so), so a selection reads the file once. Raise
         DatabaseUnavailable when it is unusable, gate.GateClosed under maintenance.
         """
+        if catalog.is_target(target):
+            return self._validate_catalog(target, info)
         if info is None:
             try:
                 info = inspect_database(target)
@@ -228,6 +262,28 @@ class EngineCache:
         gate.enter(engine.path)
         engine.identity = info.identity
         engine.display_name = info.display_name
+        return engine, info
+
+    def _validate_catalog(
+        self, target: str, info: DatabaseInfo | None
+    ) -> tuple[Engine, DatabaseInfo]:
+        entry = catalog.entry_for_target(target)
+        if entry is None:
+            raise DatabaseUnavailable(
+                "This PostgreSQL database is no longer in the catalog (an operator removed it)."
+            )
+        if info is None:
+            try:
+                info = postgres.inspect(target, entry.url)
+            except ValidationFailed as exc:
+                raise DatabaseUnavailable(exc.reason) from None
+            reason = refusal_reason(info)
+            if reason:
+                raise DatabaseUnavailable(reason)
+        engine = self.register_entry(entry, display_name=info.display_name)
+        gate.enter(engine.path)
+        engine.display_name = info.display_name or entry.display_name or None
+        engine.validated = True
         return engine, info
 
     def _check_unchanged(self, engine: Engine) -> None:
@@ -293,6 +349,11 @@ class EngineCache:
         engine = self._engines.get(target)
         if engine is not None:
             return engine
+        if catalog.is_target(target):
+            entry = catalog.entry_for_target(target)
+            if entry is None:
+                raise DatabaseUnavailable(f"No database is registered as {target!r}.")
+            return self.register_entry(entry, display_name=display_name)
         with self._lock:
             engine = self._engines.get(target)
             if engine is not None:
@@ -321,12 +382,55 @@ class EngineCache:
                 journal_mode="delete" if network else "wal",
                 identity=None,
                 display_name=display_name,
+                location=real,
             )
             self._known_aliases[real] = alias
             self._engines = {**self._engines, target: engine, real: engine}
             key = _file_key(real)
             if key is not None:
                 self._by_file = {**self._by_file, key: engine}
+            return engine
+
+    def register_entry(
+        self, entry: catalog.CatalogEntry, *, display_name: str | None = None
+    ) -> Engine:
+        """Register a PostgreSQL catalog entry under its label as alias; idempotent.
+
+        An entry whose URL changed since it was registered (removed and added again) gets
+        the new settings, and connections to the old database are closed first.
+        """
+        target = entry.target
+        with self._lock:
+            cfg = catalog.django_settings(entry, connections.databases[DEFAULT_DB_ALIAS])
+            engine = self._engines.get(target)
+            alias = engine.alias if engine is not None else self._known_aliases.get(target)
+            if alias is None:
+                taken = connections.databases.get(entry.label)
+                alias = entry.label
+                if taken is not None and (
+                    entry.label in self._configured or taken.get("ENGINE") != cfg["ENGINE"]
+                ):
+                    alias = alias_for_path(target)
+            current = connections.databases.get(alias)
+            if current != cfg:
+                if current is not None:
+                    tracking.bump(alias)
+                    tracking.close_everywhere(alias)
+                publish_alias(alias, cfg)
+            if engine is not None and engine.location == entry.redacted_url:
+                return engine
+            engine = Engine(
+                path=target,
+                alias=alias,
+                network=True,
+                journal_mode="",
+                identity=None,
+                display_name=display_name or entry.display_name or None,
+                kind=catalog.KIND,
+                location=entry.redacted_url,
+            )
+            self._known_aliases[target] = alias
+            self._engines = {**self._engines, target: engine}
             return engine
 
     def _alias_for(self, real: str, wanted: str | None) -> str:
@@ -402,6 +506,8 @@ class EngineCache:
 
     def _alias_in_settings(self, path: str) -> str | None:
         """Return the alias registered for `path` in Django's settings (a forgotten engine)."""
+        if catalog.is_target(path):
+            return self._known_aliases.get(path)
         alias = self._known_aliases.get(path) or alias_for_path(path)
         cfg = connections.databases.get(alias)
         return alias if cfg is not None and cfg.get("NAME") == path else None

@@ -73,7 +73,8 @@ class DatabaseInfo:
     path: str
     state: SchemaState
     display_name: str | None
-    identity: FileIdentity
+    # None for a PostgreSQL database (dbselect.catalog.postgres): it is no file.
+    identity: FileIdentity | None
     # None for a file this process works on (its header is read by SQLite only).
     header: SqliteHeader | None
     is_empty: bool = False
