@@ -10,7 +10,6 @@ from pathlib import Path
 
 from dbselect import catalog
 from dbselect.catalog import postgres
-
 from dbselect.conf import get_config
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
