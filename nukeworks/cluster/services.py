@@ -261,13 +261,55 @@ def start_redis(folder: Path, port: int | None = None, *, timeout: float = 30.0)
     return service
 
 
-def haproxy_config(port: int, backends: list[tuple[str, int]], health_path: str) -> str:
-    """Return an HAProxy configuration: round robin over `backends`, no stickiness."""
-    servers = "\n".join(
-        f"    server {name} 127.0.0.1:{bport} check inter 1s fall 2 rise 2"
-        for name, bport in backends
+def haproxy_config(
+    port: int,
+    backends: list[tuple[str, int]],
+    health_path: str,
+    *,
+    stats_port: int | None = None,
+    extra_pools: list[tuple[int, list[tuple[str, int]]]] | None = None,
+) -> str:
+    """Return an HAProxy configuration: round robin over `backends`, no stickiness.
+
+    Every answer names the app server that gave it in `X-Served-By` (the server's name in
+    the configuration), so round robin is visible. `stats_port` adds HAProxy's statistics
+    page on 127.0.0.1 (`/;csv` for scripts). `extra_pools` adds more frontends, each on its
+    own port with its own backend (the cluster benchmark: one HAProxy, two pools).
+    """
+    pools = [(port, backends), *(extra_pools or [])]
+    sections = []
+    for number, (pool_port, pool_backends) in enumerate(pools):
+        name = "app" if number == 0 else f"pool{number + 1}"
+        servers = "\n".join(
+            f"    server {server} 127.0.0.1:{bport} check inter 1s fall 2 rise 2"
+            for server, bport in pool_backends
+        )
+        sections.append(
+            f"""frontend {"nukeworks" if number == 0 else f"nukeworks{number + 1}"}
+    bind 127.0.0.1:{pool_port}
+    default_backend {name}
+
+backend {name}
+    balance roundrobin
+    option httpchk GET {health_path}
+    http-check expect status 200
+    http-response set-header X-Served-By %s
+{servers}
+"""
+        )
+    stats = (
+        f"""
+listen stats
+    bind 127.0.0.1:{stats_port}
+    stats enable
+    stats uri /
+    stats refresh 5s
+"""
+        if stats_port
+        else ""
     )
-    return f"""global
+    return (
+        """global
     maxconn 2000
 
 defaults
@@ -280,16 +322,10 @@ defaults
     retries 2
     option redispatch
 
-frontend nukeworks
-    bind 127.0.0.1:{port}
-    default_backend app
-
-backend app
-    balance roundrobin
-    option httpchk GET {health_path}
-    http-check expect status 200
-{servers}
 """
+        + "\n".join(sections)
+        + stats
+    )
 
 
 def start_haproxy(
@@ -298,6 +334,8 @@ def start_haproxy(
     port: int | None = None,
     *,
     health_path: str = "/readyz",
+    stats_port: int | None = None,
+    extra_pools: list[tuple[int, list[tuple[str, int]]]] | None = None,
     timeout: float = 20.0,
 ) -> Service:
     """Start HAProxy on 127.0.0.1:`port`, balancing round robin over `backends`."""
@@ -308,7 +346,9 @@ def start_haproxy(
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     config = folder / "haproxy.cfg"
-    config.write_text(haproxy_config(port, backends, health_path))
+    config.write_text(
+        haproxy_config(port, backends, health_path, stats_port=stats_port, extra_pools=extra_pools)
+    )
     service = Service("haproxy", port, folder)
     checked = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, text=True)
     if checked.returncode:
@@ -322,4 +362,6 @@ def start_haproxy(
     finally:
         log.close()
     wait_for_port(port, service.proc, service.log, timeout)
+    if stats_port:
+        service.extra["stats"] = f"http://127.0.0.1:{stats_port}/"
     return service
