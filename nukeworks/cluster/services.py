@@ -197,7 +197,8 @@ def start_postgres(
     """Start a PostgreSQL server on 127.0.0.1 with its data in `folder`/data.
 
     The superuser is `postgres` with `password` (scram-sha-256 over TCP only; no Unix socket
-    is created outside `folder`). An existing data folder is reused (make cluster restarts).
+    is created outside `folder`, and none when its path would be too long). An existing data
+    folder is reused (make cluster restarts).
     """
     initdb, postgres = postgres_bin("initdb"), postgres_bin("postgres")
     if initdb is None or postgres is None:
@@ -222,11 +223,15 @@ def start_postgres(
         pwfile.unlink()
         if done.returncode:
             raise ServiceError(f"initdb failed: {done.stderr[-1500:]}")
+    # A Unix socket path is limited to 107 bytes: in a deep folder (a checkout far down a
+    # home folder, pytest's tmp_path) the server would refuse to start. Everything connects
+    # over TCP anyway, so then it gets no socket at all.
+    sockets = str(folder) if len(f"{folder}/.s.PGSQL.{port}") <= 107 else ""
     log = open(service.log, "ab")  # noqa: SIM115 - handed to the child process
     try:
         service.proc = subprocess.Popen(
             [postgres, "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-             "-c", f"unix_socket_directories={folder}", "-c", "fsync=on",
+             "-c", f"unix_socket_directories={sockets}", "-c", "fsync=on",
              "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **demote,
         )  # fmt: skip
