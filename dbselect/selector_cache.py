@@ -7,6 +7,11 @@ or hand-edited file is tolerated (unknown keys dropped, wrong types reset) and r
 The file is shared by everyone who uses this machine. Each browser session also keeps its own
 history of the same shape in its session (`SESSION_HISTORY`); `for_request()` decides which
 one a request sees: in production the machine's only for operators, everybody else their own.
+
+With REDIS_URL set (several servers), the same JSON lives in Redis instead, at the key
+`<prefix>:dbselect:selector` (dbselect.redis_state), so what one server remembers every server
+shows; each change is one optimistic transaction (WATCH, then MULTI/EXEC, retried when another
+server changed it meanwhile), the file's lock and atomic rename in Redis's terms.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from django.conf import settings
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from dbselect import redis_state
 from dbselect.conf import get_config
 from dbselect.files.locks import flocked
 from dbselect.signals import database_switched
@@ -39,6 +45,11 @@ SESSION_HISTORY = "dbselect_history"
 def cache_file() -> Path:
     """Return the path of the JSON file."""
     return Path(get_config()["SELECTOR_CACHE_FILE"])
+
+
+def redis_key() -> str:
+    """Return the Redis key of the shared state (with REDIS_URL)."""
+    return redis_state.key("selector")
 
 
 def _clean(data: object) -> dict[str, Any]:
@@ -80,6 +91,8 @@ def _read() -> tuple[dict[str, Any], bool]:
 
 def load() -> dict[str, Any]:
     """Return the current state; a corrupt file is logged, rewritten clean, and read as such."""
+    if redis_state.enabled():
+        return _redis_load()
     state, clean = _read()
     if not clean:
         logger.warning("selector cache %s was corrupt; rewriting it", cache_file())
@@ -88,6 +101,57 @@ def load() -> dict[str, Any]:
             if not clean:
                 _write(state)
     return state
+
+
+def update(change: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Apply `change` to the state atomically (it edits the dict in place and returns whether
+    it changed anything, so an unchanged state is not rewritten); return the state after."""
+    if redis_state.enabled():
+        return _redis_update(change)
+    with _locked():
+        state, _ = _read()
+        if change(state):
+            _write(state)
+        return state
+
+
+def _redis_text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""  # parse() reads it as corrupt
+
+
+def _redis_load() -> dict[str, Any]:
+    text = _redis_text(redis_state.client().get(redis_key()))
+    if text is None:
+        return dict(EMPTY, recent_paths=[])
+    state, clean = parse(text)
+    if not clean:
+        logger.warning("selector state in Redis (%s) was corrupt; rewriting it", redis_key())
+        state = _redis_update(lambda _state: True)
+    return state
+
+
+def _redis_update(change: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    key = redis_key()
+    result: dict[str, Any] = {}
+
+    def attempt(pipe: Any) -> None:
+        text = _redis_text(pipe.get(key))
+        state = dict(EMPTY, recent_paths=[]) if text is None else parse(text)[0]
+        changed = change(state)
+        result.clear()
+        result.update(state)
+        if changed:
+            pipe.multi()
+            pipe.set(key, json.dumps(state))
+
+    # WATCH key; read; MULTI; SET; EXEC — retried by redis-py when another server wrote first.
+    redis_state.client().transaction(attempt, key)
+    return result
 
 
 @contextmanager
@@ -115,14 +179,15 @@ def _write(state: dict[str, Any]) -> None:
 
 def remember_selection(path: str) -> dict[str, Any]:
     """Record a successful selection: recent paths, last browsed folder and global default."""
-    with _locked():
-        state, _ = _read()
+
+    def change(state: dict[str, Any]) -> bool:
         recent = [path] + [p for p in state["recent_paths"] if p != path]
         state["recent_paths"] = recent[: get_config()["RECENT_PATHS_LIMIT"]]
         state["last_browsed_dir"] = os.path.dirname(path)
         state["global_default_path"] = path
-        _write(state)
-        return state
+        return True
+
+    return update(change)
 
 
 def forget(request: HttpRequest, path: str) -> bool:
@@ -138,14 +203,18 @@ def forget(request: HttpRequest, path: str) -> bool:
         request.session[SESSION_HISTORY] = own
         found = True
     if shows_machine_history(request):
-        with _locked():
-            state, _ = _read()
-            if path in state["recent_paths"]:
-                state["recent_paths"] = [p for p in state["recent_paths"] if p != path]
-                if state.get("global_default_path") == path:
-                    state["global_default_path"] = ""
-                _write(state)
-                found = True
+
+        def change(state: dict[str, Any]) -> bool:
+            nonlocal found
+            if path not in state["recent_paths"]:
+                return False
+            state["recent_paths"] = [p for p in state["recent_paths"] if p != path]
+            if state.get("global_default_path") == path:
+                state["global_default_path"] = ""
+            found = True
+            return True
+
+        update(change)
     return found
 
 

@@ -103,6 +103,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every response, redirects included, and every log line carry the request's id.
     "nukeworks.deployment.logs.RequestIdMiddleware",
+    # Notes (once per process) a load balancer's X-Forwarded-For: deployment.W002 then warns
+    # if this server keeps its sessions to itself.
+    "nukeworks.deployment.balancer.BalancerSeenMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # First after security: every response gets the Content-Security-Policy, static files too.
     "csp.middleware.CSPMiddleware",
@@ -198,14 +201,28 @@ DBSELECT = {
     "PREPARING_URL": "provisioning:progress",
 }
 
+# Several app servers (README "Configuration"): with REDIS_URL set, everything they must share
+# lives in that Redis instead of instance/ — sessions, the caches and sign-in rate limits, the
+# engine dispose feed and worker tables (dbselect.engines.redis_store), the selector's recent
+# paths (dbselect.selector_cache) and the task queue — so any request may land on any server.
+# Every key starts with NUKEWORKS_REDIS_PREFIX, so several sites may share one Redis.
+REDIS_URL = env.str("REDIS_URL", default="")
+NUKEWORKS_REDIS_PREFIX = env.str("NUKEWORKS_REDIS_PREFIX", default="nukeworks")
+# How this server names itself in the shared worker tables (engines page): the host name by
+# default; set it when several app servers run on one host.
+NUKEWORKS_SERVER_NAME = env.str("NUKEWORKS_SERVER_NAME", default="")
+# How many app servers serve this site (0: not said). More than one without REDIS_URL is
+# warned about (deployment.W001); 1 silences the balancer warning (deployment.W002).
+NUKEWORKS_SERVERS = env.int("NUKEWORKS_SERVERS", default=0)
+
 # The task queue (huey via huey.contrib.djhuey; the worker is `manage.py run_huey`, started by
 # `make run`). Jobs persist in a SQLite file in instance/ (synchronous=FULL: a queued job
 # survives a power cut and a restart), or in Redis when REDIS_URL is set (several servers).
 # Never `immediate`: web requests only queue.
-REDIS_URL = env.str("REDIS_URL", default="")
 INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
 HUEY = {
-    "name": "nukeworks",
+    # In Redis the name is the prefix of the queue's keys (huey.redis.<name>).
+    "name": NUKEWORKS_REDIS_PREFIX if REDIS_URL else "nukeworks",
     "immediate": False,
     # Progress and outcome live in each database's folder (provisioning.progress).
     "results": False,
@@ -245,8 +262,19 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # File-backed sessions, as the specification asks: the session must work before any database
-# is selected, so it cannot live in one.
-SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.file")
+# is selected, so it cannot live in one. With REDIS_URL, Django's cache backend on the
+# `sessions` cache (Redis, below): not `cached_db`, which needs a session database. Redis keeps
+# them across its restarts with its append-only file (README "Configuration").
+SESSION_ENGINE = env.str(
+    "SESSION_ENGINE",
+    default=(
+        "django.contrib.sessions.backends.cache"
+        if REDIS_URL
+        else "django.contrib.sessions.backends.file"
+    ),
+)
+if REDIS_URL:
+    SESSION_CACHE_ALIAS = "sessions"
 SESSION_FILE_PATH = env.str("SESSION_FILE_PATH", default=str(INSTANCE_DIR / "sessions"))
 Path(SESSION_FILE_PATH).mkdir(parents=True, exist_ok=True)
 SESSION_COOKIE_HTTPONLY = True
@@ -287,18 +315,36 @@ CONTENT_SECURITY_POLICY = {
 # Login rate limiting (accounts/ratelimit.py): failed sign-ins per username and per client
 # address within WINDOW seconds; 0 disables a limit (e.g. IP_LIMIT behind a reverse proxy
 # that hides client addresses). Counted in the `ratelimit` cache, shared by the worker
-# processes of this machine, never in a user-selected database file.
+# processes of this machine (of every server, in Redis, with REDIS_URL), never in a
+# user-selected database file.
 LOGIN_RATE_LIMIT = {
     "USERNAME_LIMIT": env.int("LOGIN_RATE_LIMIT_USERNAME", default=5),
     "IP_LIMIT": env.int("LOGIN_RATE_LIMIT_IP", default=20),
     "WINDOW": env.int("LOGIN_RATE_LIMIT_WINDOW", default=900),
 }
+
+
+def _cache(variable: str, local: str, purpose: str) -> dict:
+    """The cache `variable` names; else, with REDIS_URL, Redis under its own key prefix; else
+    the machine-local `local` one."""
+    if env.str(variable, default="") or not REDIS_URL:
+        return env.cache_url(variable, default=local)
+    return {
+        # Django's RedisCache, whose clear() deletes only its own keys (not the sessions and
+        # the queue beside them).
+        "BACKEND": "nukeworks.deployment.redis_cache.PrefixedRedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{NUKEWORKS_REDIS_PREFIX}:{purpose}",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+    }
+
+
 CACHES = {
-    "default": env.cache_url("CACHE_URL", default="locmemcache://"),
-    "ratelimit": env.cache_url(
-        "RATELIMIT_CACHE_URL", default=f"filecache://{INSTANCE_DIR / 'ratelimit'}"
-    ),
+    "default": _cache("CACHE_URL", "locmemcache://", "cache"),
+    "ratelimit": _cache("RATELIMIT_CACHE_URL", f"filecache://{INSTANCE_DIR / 'ratelimit'}", "rl"),
 }
+if REDIS_URL:
+    CACHES["sessions"] = _cache("SESSION_CACHE_URL", "locmemcache://", "session")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -1,4 +1,5 @@
-"""The engines page's data and actions, over every worker process of this machine.
+"""The engines page's data and actions, over every worker process of this machine (of every
+server, with REDIS_URL: dbselect.engines.redis_store).
 
 `overview()` publishes this worker's table, asks the others to publish theirs (they answer
 within one janitor tick), waits for them up to `wait` seconds (none for the page itself,
@@ -11,7 +12,6 @@ it in this process at once, and writes an audit entry per path.
 from __future__ import annotations
 
 import datetime
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +41,8 @@ class WorkerUse:
     requests: int
     open_connections: int
     last_used: float
+    # The server the worker runs on (NUKEWORKS_SERVER_NAME or its host name).
+    host: str = ""
 
 
 @dataclass
@@ -120,6 +122,11 @@ class Overview:
     def asked_at(self) -> datetime.datetime:
         return when(self.asked)
 
+    @property
+    def several_servers(self) -> bool:
+        """True when workers of more than one server reported (REDIS_URL): name the server."""
+        return len({w.host for w in self.workers}) > 1
+
     def idle_paths(self) -> list[str]:
         """Return the paths no worker has used for `idle_seconds`."""
         return [e.path for e in self.engines if e.idle(self.now, self.idle_seconds)]
@@ -171,7 +178,6 @@ def overview(wait: float | None = None, since: float | None = None) -> Overview:
     sessions = count_sessions()
     me_worker = engine_worker.worker_id()
     slow: dict[str, list[list[dict[str, Any]]]] = {}
-    me = os.getpid()
     by_path: dict[str, EngineRow] = {}
     workers: list[WorkerRow] = []
     for rep in reports:
@@ -185,7 +191,7 @@ def overview(wait: float | None = None, since: float | None = None) -> Overview:
                 pid=rep.pid,
                 host=rep.host,
                 reported=rep.reported,
-                current=rep.pid == me and rep.host == engine_worker.HOST,
+                current=rep.worker == me_worker,
                 rss=data.get("rss"),
                 fds=data.get("fds"),
                 threads=int(data.get("threads", 0)),
@@ -216,7 +222,11 @@ def overview(wait: float | None = None, since: float | None = None) -> Overview:
             row.open_connections += int(item["open_connections"])
             row.workers.append(
                 WorkerUse(
-                    rep.pid, int(item["requests"]), int(item["open_connections"]), item["last_used"]
+                    rep.pid,
+                    int(item["requests"]),
+                    int(item["open_connections"]),
+                    item["last_used"],
+                    host=rep.host,
                 )
             )
     keep = max(int(setting("SLOW_QUERY_KEEP")), 1)

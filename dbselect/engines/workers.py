@@ -12,6 +12,11 @@ A dispose request is committed to SQLite first and the counter raised afterwards
 lowered, under an flock), so a counter value `n` means every request numbered up to `n` is
 readable. The store is machine-local, like the file sessions.
 
+**Several servers**: with REDIS_URL set, `get_store()` returns a `RedisEngineStore`
+(dbselect.engines.redis_store) with the same methods, so a dispose on one server reaches the
+workers of every server, and the engines page lists them all. Each worker names itself
+`<server>:<pid>`, the server being NUKEWORKS_SERVER_NAME or the host name.
+
 **The dispose feed** (`DisposeFeed`): this process's place in that sequence; the engine cache
 asks it on every request which targets other workers disposed (a memory read when none).
 
@@ -40,8 +45,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbselect import engines
@@ -69,6 +75,10 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 
 
+class StoreUnavailable(OSError):
+    """The shared store cannot be reached (Redis down, for instance)."""
+
+
 @dataclass(frozen=True)
 class WorkerReport:
     """What one worker process last published about itself and its engines."""
@@ -80,8 +90,32 @@ class WorkerReport:
     data: dict[str, Any]
 
 
+class SharedStore(Protocol):
+    """What the dispose feed, the janitor and the engines page need of a shared store."""
+
+    # True when the counter may start again from 0 (a store that can be emptied): a counter
+    # below what the feed saw then means "everything in the store is new".
+    resets: bool
+
+    def sequence(self) -> int: ...
+    def refresh_counter(self) -> int: ...
+    def request_refresh(self) -> int: ...
+    def record_disposals(self, paths: list[str], by: str = "") -> int: ...
+    def disposals_after(
+        self, seq: int, *, skip: frozenset[int] = frozenset()
+    ) -> tuple[int, list[str]]: ...
+    def publish(self, worker: str, host: str, pid: int, data: dict[str, Any]) -> None: ...
+    def remove_worker(self, worker: str) -> None: ...
+    def reports(self, *, newer_than: float = 0.0) -> list[WorkerReport]: ...
+    def prune(self, older_than: float) -> None: ...
+
+
 class EngineStore:
-    """The shared dispose counter and engine tables in one folder."""
+    """The shared dispose counter and engine tables in one folder (one machine)."""
+
+    # The counter is never lowered; a feed may briefly be ahead of it (it can read a request
+    # committed before the counter is raised), which must not read as a reset.
+    resets = False
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
@@ -203,17 +237,25 @@ class EngineStore:
             conn.execute("DELETE FROM workers WHERE reported < ?", (older_than,))
 
 
-_store: EngineStore | None = None
+_store: SharedStore | None = None
 _store_pid: int | None = None
 _store_lock = threading.Lock()
 
 
-def get_store() -> EngineStore:
-    """Return this process's handle on the shared store (re-opened after a fork)."""
+def get_store() -> SharedStore:
+    """Return this process's handle on the shared store (re-opened after a fork): Redis when
+    REDIS_URL is set (every server), else the folder ENGINE_STORE_DIR (this machine)."""
     global _store, _store_pid
     with _store_lock:
         if _store is None or _store_pid != os.getpid():
-            _store = EngineStore(setting("ENGINE_STORE_DIR"))
+            from dbselect import redis_state
+
+            if redis_state.enabled():
+                from dbselect.engines.redis_store import RedisEngineStore
+
+                _store = RedisEngineStore()
+            else:
+                _store = EngineStore(setting("ENGINE_STORE_DIR"))
             _store_pid = os.getpid()
         return _store
 
@@ -225,15 +267,20 @@ def reset_store() -> None:
         _store = None
 
 
+# Seconds before the feed tries again to reach a store it could not reach (Redis down).
+RETRY_SECONDS = 5.0
+
+
 class DisposeFeed:
     """This process's view of the shared dispose counter: which targets to dispose here."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._store: EngineStore | None = None
+        self._store: SharedStore | None = None
         # Requests made before this process first looked concern connections it never had.
         self._seen: int | None = None
-        self._broken = False
+        # While the store cannot be reached: when to try again (time.monotonic()).
+        self._retry_at = 0.0
         # Requests this process made itself: applied when made. Applying one again when the
         # feed brings it back would close connections opened since, for later requests.
         self._own: set[int] = set()
@@ -244,33 +291,52 @@ class DisposeFeed:
             if self._seen is None or seq > self._seen:
                 self._own.add(seq)
 
-    def _ready(self) -> EngineStore | None:
-        if self._store is None and not self._broken:
+    def _ready(self) -> SharedStore | None:
+        if self._store is None and time.monotonic() >= self._retry_at:
             with self._lock:
-                if self._store is None and not self._broken:
+                if self._store is None and time.monotonic() >= self._retry_at:
                     try:
                         store = get_store()
                         self._seen = store.sequence()
                         self._store = store
                     except OSError as exc:
+                        # A file store that cannot be opened stays so; Redis may come back.
                         logger.error("engine store unavailable, disposals stay local: %s", exc)
-                        self._broken = True
+                        self._retry_at = time.monotonic() + RETRY_SECONDS
         return self._store
 
+    def _unreachable(self, exc: Exception) -> list[str]:
+        # Logged once per RETRY_SECONDS, not on every request while Redis is down.
+        if time.monotonic() >= self._retry_at:
+            logger.error("engine store unreadable: %s", exc)
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+        return []
+
     def take(self) -> list[str]:
-        """Return the targets other workers disposed since the last call (none: a memory read)."""
+        """Return the targets other workers disposed since the last call (none: a memory read
+        with the file store, one GET with Redis)."""
         store = self._ready()
-        if store is None or store.sequence() <= (self._seen or 0):
+        if store is None:
+            return []
+        try:
+            current = store.sequence()
+        except OSError as exc:
+            return self._unreachable(exc)
+        if current == (self._seen or 0) or (current < (self._seen or 0) and not store.resets):
             return []
         with self._lock:
             seen = self._seen or 0
-            if store.sequence() <= seen:
+            if current < seen and store.resets:
+                # The counter went back: the store was emptied (a Redis without persistence
+                # restarted). Every request in it now is newer than what this process saw.
+                logger.warning("engine store counter went back from %d to %d", seen, current)
+                seen, self._own = 0, set()
+            elif current <= seen:
                 return []
             try:
                 seq, targets = store.disposals_after(seen, skip=frozenset(self._own))
-            except sqlite3.Error as exc:
-                logger.error("engine store unreadable: %s", exc)
-                return []
+            except (sqlite3.Error, OSError) as exc:
+                return self._unreachable(exc)
             self._seen = max(seen, seq)
             self._own = {n for n in self._own if n > self._seen}
         return targets
@@ -283,9 +349,15 @@ _janitor_pid: int | None = None
 _janitor_lock = threading.Lock()
 
 
+def server_name() -> str:
+    """Return the name of this server in the shared store: NUKEWORKS_SERVER_NAME, else the
+    host name (two servers on one host need a name each to be told apart)."""
+    return str(getattr(settings, "NUKEWORKS_SERVER_NAME", "") or HOST)
+
+
 def worker_id() -> str:
-    """Return the id of this worker process in the shared store (host:pid)."""
-    return f"{HOST}:{os.getpid()}"
+    """Return the id of this worker process in the shared store (server:pid)."""
+    return f"{server_name()}:{os.getpid()}"
 
 
 def open_fds() -> int | None:
@@ -352,7 +424,7 @@ def report() -> dict[str, Any]:
     ]
     return {
         "pid": os.getpid(),
-        "host": HOST,
+        "host": server_name(),
         "started": _started_at,
         "rss": rss_bytes(),
         "fds": open_fds(),
@@ -374,7 +446,7 @@ def stale_after() -> float:
 
 def publish() -> None:
     """Publish this worker's table to the shared store now."""
-    get_store().publish(worker_id(), HOST, os.getpid(), report())
+    get_store().publish(worker_id(), server_name(), os.getpid(), report())
 
 
 def _withdraw() -> None:
@@ -408,6 +480,7 @@ def _run() -> None:
     store = get_store()
     seen_refresh = -1
     last_publish = 0.0
+    quiet_until = 0.0
     while True:
         try:
             applied = engines.apply_remote_disposals()
@@ -420,6 +493,12 @@ def _run() -> None:
                 seen_refresh = refresh
                 publish()
                 last_publish = now
+        except OSError as exc:
+            # The store is out of reach (Redis restarting): said once per RETRY_SECONDS, not
+            # four times a second.
+            if time.monotonic() >= quiet_until:
+                logger.error("engine janitor: the shared store is unavailable: %s", exc)
+                quiet_until = time.monotonic() + RETRY_SECONDS
         except Exception:  # the janitor must outlive a transient store error
             logger.exception("engine janitor")
         time.sleep(tick)
