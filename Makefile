@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run setup venv browser test-tools test test-stress lint bench demo-data clean-venv
+.PHONY: run setup venv browser test-tools test test-stress lint bench demo-data clean-venv \
+	cluster cluster-stop
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,20 @@ run: setup
 	@$(PY) manage.py env --brief
 	@echo "NukeWorks is serving on http://127.0.0.1:8000/ (Ctrl+C to stop)"
 	VENV=$(VENV) nukeworks/serve.sh
+
+## Several servers on loopback (nukeworks/cluster/): PostgreSQL (5433) with the catalog entry
+## `cluster`, Redis (6380) as every server's REDIS_URL, the queue worker, two gunicorn app
+## servers (8001, 8002) and HAProxy on 127.0.0.1:8080 (round robin, /readyz checks; stats on
+## 8404). Debian's postgresql, redis-server and haproxy are installed with apt when missing
+## (root). Detaches: `make cluster-stop` stops exactly what it started; data stays in
+## instance/cluster/. Ports: CLUSTER_PORT, CLUSTER_APP_PORTS, CLUSTER_POSTGRES_PORT,
+## CLUSTER_REDIS_PORT, CLUSTER_STATS_PORT.
+cluster: setup
+	@$(PY) manage.py env --brief
+	$(PY) -m nukeworks.cluster start
+
+cluster-stop: venv
+	$(PY) -m nukeworks.cluster stop
 
 ## A second database, databases/demo/, with a few companies.
 demo-data: setup

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     except (control.ClusterError, services.ServiceError) as exc:
         print(f"make cluster: {exc}", file=sys.stderr)
         return 1
-    print(control.describe(state), flush=True)
+    print(control.describe(state, foreground=args.foreground), flush=True)
     if args.foreground:
         return control.wait_in_foreground(plan, state, print)
     return 0

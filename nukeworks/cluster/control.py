@@ -586,13 +586,14 @@ def stop(plan: Plan, say: Callable[[str], None] = print) -> list[str]:
         return report
 
 
-def describe(state: dict[str, Any]) -> str:
+def describe(state: dict[str, Any], *, foreground: bool = False) -> str:
     """Return the text printed after a start: where to go, what runs, how to stop it."""
     urls = state["urls"]
     processes = {r["name"]: r for r in state["processes"]}
     lines = [
         "",
-        f"NukeWorks cluster is running (detached). Open {urls['balancer']}",
+        f"NukeWorks cluster is running{'' if foreground else ' (detached)'}. "
+        f"Open {urls['balancer']}",
         f"  HAProxy        {urls['balancer']}  round robin over "
         + ", ".join(n for n in urls if n.startswith("app"))
         + f", health checks on {state.get('health_path', '/readyz')};"
@@ -613,8 +614,9 @@ def describe(state: dict[str, Any]) -> str:
         f"  Redis          {state.get('redis_url', '')}  (REDIS_URL of every server)",
         f"  queue worker   manage.py run_huey, pid {processes['worker']['pid']}",
         f"state, logs and data: {Path(state['instance']) / 'cluster'}",
-        "Stop it with `make cluster-stop` (data folders are kept).",
+        "Ctrl+C stops it" if foreground else "Stop it with `make cluster-stop`",
     ]
+    lines[-1] += " (data folders are kept)."
     return "\n".join(lines)
 
 
@@ -627,7 +629,7 @@ def wait_in_foreground(plan: Plan, state: dict[str, Any], say: Callable[[str], N
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handler)
-    say("(foreground: Ctrl+C stops everything)")
+    say("(foreground: Ctrl+C or SIGTERM stops everything)")
     gone: set[str] = set()
     while not stopping:
         for record in state["processes"]:
