@@ -238,8 +238,30 @@ def start_postgres(
     finally:
         log.close()
     wait_for_port(port, service.proc, service.log, timeout)
+    _wait_until_accepting(port, service, timeout)
     service.extra["url"] = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
     return service
+
+
+def _wait_until_accepting(port: int, service: Service, timeout: float) -> None:
+    """Wait until PostgreSQL accepts sessions: it listens before recovery ends, answering
+    "the database system is starting up" meanwhile (pg_isready tells the two apart)."""
+    isready = postgres_bin("pg_isready") or shutil.which("pg_isready")
+    if isready is None:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.proc is not None and service.proc.poll() is not None:
+            raise ServiceError(f"exited with {service.proc.returncode}: {_tail(service.log)}")
+        done = subprocess.run(
+            [isready, "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "2"], capture_output=True
+        )
+        if done.returncode == 0:
+            return
+        time.sleep(0.05)
+    raise ServiceError(
+        f"PostgreSQL did not accept sessions in {timeout:.0f} s: {_tail(service.log)}"
+    )
 
 
 def start_redis(folder: Path, port: int | None = None, *, timeout: float = 30.0) -> Service:
