@@ -352,8 +352,8 @@ def _wait_ready(name: str, proc: subprocess.Popen, base: str, log: Path, timeout
     raise ClusterError(f"{name} was not ready within {timeout:g} s ({last}); see {log}")
 
 
-def _backends_up(stats_url: str) -> dict[str, str]:
-    """Return each app server's status on HAProxy's statistics page (CSV)."""
+def backend_status(stats_url: str, backend: str = "app") -> dict[str, str]:
+    """Return each server's status ("UP", "DOWN"…) in `backend` on HAProxy's statistics page."""
     status, _, body = _get(stats_url + ";csv")
     if status != 200:
         return {}
@@ -362,9 +362,21 @@ def _backends_up(stats_url: str) -> dict[str, str]:
     found = {}
     for line in lines[1:]:
         row = dict(zip(header, line.split(","), strict=False))
-        if row.get("pxname") == "app" and row.get("svname") not in ("FRONTEND", "BACKEND"):
+        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
             found[row["svname"]] = row.get("status", "")
     return found
+
+
+def wait_backends_up(stats_url: str, backend: str, count: int, timeout: float = 20.0) -> None:
+    """Wait until HAProxy's health checks see `count` servers of `backend` up."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        seen = backend_status(stats_url, backend)
+        if len(seen) == count and all(s.startswith("UP") for s in seen.values()):
+            return
+        time.sleep(0.2)
+    raise ClusterError(f"HAProxy does not see every server of {backend} up: {seen}")
 
 
 def _prepare_postgres(pg_url: str, port: int, password: str) -> str:
@@ -516,14 +528,7 @@ class _Starter:
         if plan.stats_port:
             urls["stats"] = haproxy.extra["stats"]
             # The balancer is ready once its health checks have seen every server up.
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                seen = _backends_up(urls["stats"])
-                if len(seen) == len(apps) and all(s.startswith("UP") for s in seen.values()):
-                    break
-                time.sleep(0.2)
-            else:
-                raise ClusterError(f"HAProxy does not see every app server up: {seen}")
+            wait_backends_up(urls["stats"], "app", len(apps))
         self.state["urls"] = urls
         _write_state(plan, self.state)
         return self.state
