@@ -509,8 +509,22 @@ def server_process_detected() -> bool:
     return os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn")
 
 
+# The settings that choose the shared store (the store's folder is DBSELECT's, re-read by
+# dbselect.apps on its own setting_changed).
+STORE_SETTINGS = frozenset({"REDIS_URL", "NUKEWORKS_REDIS_PREFIX"})
+
+
+def _store_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    # Tests move the store to Redis and back (pytest-django's `settings`, override_settings).
+    if setting in STORE_SETTINGS:
+        engines.reset()
+
+
 def install() -> None:
     """Start this process's janitor now if it is a server process, else at its first request."""
+    from django.core.signals import setting_changed
+
+    setting_changed.connect(_store_setting_changed, dispatch_uid="nw-engine-store-settings")
     tracking.on_server_started(ensure_janitor)
     if server_process_detected():
         ensure_janitor()
