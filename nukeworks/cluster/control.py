@@ -299,6 +299,8 @@ def _child_env(plan: Plan, redis_url: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "nukeworks.settings",
         "NUKEWORKS_INSTANCE_DIR": str(plan.instance),
         "REDIS_URL": redis_url,
+        # How many app servers serve the site (the deployment checks read it).
+        "NUKEWORKS_SERVERS": str(len(plan.app_ports)),
         **plan.extra_env,
     }
 
@@ -487,7 +489,7 @@ class _Starter:
         worker_log = plan.folder / "worker" / "run_huey.log"
         worker = _spawn(
             [sys.executable, str(ROOT / "manage.py"), "run_huey"],
-            {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics[0])},
+            {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics[0]), "NUKEWORKS_SERVER_NAME": "worker"},
             worker_log,
         )
         self.children.append(worker)
@@ -499,7 +501,9 @@ class _Starter:
             log = plan.folder / f"app{number}" / "gunicorn.log"
             proc = _spawn(
                 [gunicorn, "-c", str(ROOT / "nukeworks" / "gunicorn.conf.py")],
+                # Two servers on one host: each names itself in the shared worker tables.
                 {**env, "NUKEWORKS_BIND": f"127.0.0.1:{port}",
+                 "NUKEWORKS_SERVER_NAME": f"app{number}",
                  "PROMETHEUS_MULTIPROC_DIR": str(folder)},
                 log,
             )  # fmt: skip
