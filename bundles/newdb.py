@@ -11,10 +11,19 @@ build is idempotent by label. Two builds of one label never run at once (a lock 
 A package's attachment files go straight into the store of the final name
 (databases/<label>/payloads/, see dbselect.layout.payload_dir_for), not one of the temporary
 file: they are in place before the file is. A failed build removes that store when it made it.
+
+`build_new_postgres_database` does the same on a PostgreSQL server: CREATE DATABASE under a
+temporary name (`<dbname>__building`, ours by its name: a stale one of an interrupted build is
+dropped and made again), migrated and seeded through a connection alias of its own, stamped
+ready, renamed to its final name (an existing database of that name is never touched), and
+only then registered in the catalog under the label: so it is never selectable before it is
+ready. A failed build drops its database. Its payloads and snapshots live in
+databases/<label>/ as a file's do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -22,13 +31,19 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import psycopg
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.http import HttpRequest
 
 from bundles.package import BundleError, Package, Progress, apply
-from dbselect import engines, state
+from dbselect import catalog, engines, state
+from dbselect.catalog import postgres, registry
+from dbselect.catalog.dsn import DBNAME_PATTERN, PostgresURL
 from dbselect.conf import get_config
+from dbselect.engines.cache import publish_alias
 from dbselect.files.locks import LockTimeout, flocked
 from dbselect.files.validation import ValidationFailed, open_readonly, read_header
 from dbselect.layout import payload_dir_for, snapshot_dir_for
@@ -42,6 +57,10 @@ BUILDING = "building"
 READY = "ready"
 TEMP_SUFFIX = ".building"
 LOCK_NAME = ".build.lock"
+# A PostgreSQL database is built under `<dbname>__building` and renamed when ready.
+PG_TEMP_SUFFIX = "__building"
+# The connection alias a PostgreSQL database is built through (one per label).
+PG_BUILD_ALIAS = "nwbuild_{label}"
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
@@ -221,3 +240,172 @@ def _check(alias: str) -> None:
         result = [r[0] for r in cursor.fetchall()]
         if result != ["ok"]:
             raise BundleError(f"The new database failed its check: {result[:5]}.")
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+def default_dbname(label: str) -> str:
+    """Return the name a new database labelled `label` gets on a PostgreSQL server."""
+    return f"nw_{label}"
+
+
+def check_dbname(dbname: object) -> str:
+    """Return `dbname` when NukeWorks may create a database of that name; raise BundleError."""
+    if (
+        not isinstance(dbname, str)
+        or not DBNAME_PATTERN.match(dbname)
+        or dbname.endswith(PG_TEMP_SUFFIX)
+        or dbname.lower() in ("postgres", "template0", "template1")
+    ):
+        raise BundleError(
+            f"Invalid PostgreSQL database name {str(dbname)[:70]!r}: letters, digits, _ and -, "
+            "starting with a letter or _, at most 63 characters (and not a system database)."
+        )
+    return dbname
+
+
+def temp_dbname(dbname: str) -> str:
+    """Return the name `dbname` is built under (always a valid, distinct name)."""
+    return f"{dbname[: 63 - len(PG_TEMP_SUFFIX)]}{PG_TEMP_SUFFIX}"
+
+
+def postgres_label_problem(label: str) -> str | None:
+    """Return why `label` cannot name a new PostgreSQL database of the catalog, or None."""
+    if catalog.get(label) is not None:
+        return f"A database labelled {label!r} is registered in the catalog already."
+    if database_path(label).exists():
+        return f"A database with the label {label!r} already exists."
+    if label in settings.DATABASES:
+        return f"The label {label!r} is a connection alias of the project's settings."
+    return None
+
+
+def _pg_error(exc: Exception) -> BundleError:
+    return BundleError(f"The PostgreSQL server refused: {postgres.describe_error(exc)}")
+
+
+def drop_leftover(url: PostgresURL) -> None:
+    """Drop the database an interrupted build of `url` left under its temporary name."""
+    try:
+        postgres.drop_database(url, temp_dbname(url.dbname))
+    except psycopg.Error as exc:
+        raise _pg_error(exc) from None
+
+
+def build_new_postgres_database(
+    label: str,
+    url: PostgresURL,
+    *,
+    package: Package | None,
+    display_name: str,
+    admin: tuple[str, str] | None,
+    progress: Progress | None = None,
+    request: HttpRequest | None = None,
+) -> str:
+    """Create the database `url.dbname` on the server of `url` from `package` (None: empty),
+    register it in the catalog as `label`; return its target `postgresql:<label>`.
+
+    `url` names the server and the credentials (those of an existing catalog entry, or a
+    URL an operator typed on the command line) and the new database's name, which must not
+    exist on the server. Raise BundleError when anything fails; nothing is left on the server
+    then (the half-made database is dropped), nor in the catalog.
+    """
+    folder = database_path(label).parent
+    check_dbname(url.dbname)
+    problem = postgres_label_problem(label)
+    if problem:
+        raise BundleError(problem)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with flocked(folder / LOCK_NAME, exclusive=True, timeout=0):
+            return _build_postgres(label, url, package, display_name, admin, progress, request)
+    except LockTimeout:
+        raise BundleError(f"The database {label!r} is being built by someone else.") from None
+
+
+def _build_postgres(
+    label: str,
+    url: PostgresURL,
+    package: Package | None,
+    display_name: str,
+    admin: tuple[str, str] | None,
+    progress: Progress | None,
+    request: HttpRequest | None,
+) -> str:
+    target = catalog.target_for(label)
+    final, temp = url.dbname, temp_dbname(url.dbname)
+    try:
+        if postgres.database_exists(url, final):
+            raise BundleError(
+                f"The server {url.host}:{url.port} has a database named {final!r} already: "
+                "nothing was changed. Choose another label or database name."
+            )
+        # A stale one of an interrupted build: nobody else builds this label (we hold the lock).
+        postgres.drop_database(url, temp)
+        postgres.create_database(url, temp)
+    except psycopg.Error as exc:
+        raise _pg_error(exc) from None
+    store = payload_dir_for(target)
+    new_store = not os.path.lexists(store)
+    alias = PG_BUILD_ALIAS.format(label=label)
+    building = catalog.CatalogEntry(label, url.with_dbname(temp))
+    publish_alias(alias, catalog.django_settings(building, connections.databases[DEFAULT_DB_ALIAS]))
+    try:
+        try:
+            with state.override(alias):
+                _fill(alias, package, display_name, admin, progress, target)
+            connections[alias].close()
+            postgres.rename_database(url, temp, final)
+        except BaseException as exc:
+            connections[alias].close()
+            _drop_quietly(url, temp)
+            if new_store:
+                shutil.rmtree(store, ignore_errors=True)
+            if isinstance(exc, DatabaseError | psycopg.Error):
+                raise BundleError(f"The new database could not be built: {exc}.") from exc
+            raise
+    finally:
+        # The thread's connection object keeps its settings: never reuse it for another URL.
+        with contextlib.suppress(AttributeError):
+            del connections[alias]
+    try:
+        registry.add(label, url.url(), display_name, verify=True, request=request)
+    except catalog.BadURL as exc:
+        _drop_quietly(url, final)
+        if new_store:
+            shutil.rmtree(store, ignore_errors=True)
+        raise BundleError(f"The new database could not be registered: {exc}") from None
+    snapshot_dir_for(target).mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _fill(
+    alias: str,
+    package: Package | None,
+    display_name: str,
+    admin: tuple[str, str] | None,
+    progress: Progress | None,
+    target: str,
+) -> None:
+    """Migrate, stamp and seed the database behind `alias` (a new, empty one)."""
+    call_command("migrate", database=alias, interactive=False, verbosity=0)
+    SystemSetting.set_value(SEED_STATUS, BUILDING, using=alias)
+    SystemSetting.set_value(SEED_NAME, package.name if package else "", using=alias)
+    SystemSetting.set_value(SEED_VERSION, str(package.version) if package else "", using=alias)
+    SystemSetting.set_value(SystemSetting.DISPLAY_NAME, display_name, using=alias)
+    if admin is not None:
+        _create_admin(alias, *admin)
+    if package is not None:
+        # Attachment files go into databases/<label>/payloads/ (the target's store).
+        apply(package, alias, progress=progress, database=target)
+    elif progress:
+        progress(0, 0)
+    # PostgreSQL checks every reference itself (Django's constraints), at each commit.
+    SystemSetting.set_value(SEED_STATUS, READY, using=alias)
+
+
+def _drop_quietly(url: PostgresURL, dbname: str) -> None:
+    # The server went away: a temporary name is dropped by the next attempt anyway.
+    with contextlib.suppress(psycopg.Error):
+        postgres.drop_database(url, dbname)

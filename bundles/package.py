@@ -66,8 +66,9 @@ from django.utils import timezone
 
 from bundles import conf, schema
 from bundles.tables import BY_LABEL, DOMAIN_TABLES, Table, tables_for, tables_in
+from dbselect import catalog
 from dbselect.layout import PAYLOADS_FOLDER
-from payloads.store import PayloadError, PayloadStore
+from payloads.store import PayloadError, PayloadStore, database_for_alias
 
 FORMAT = "nukeworks-bundle"
 FORMAT_VERSION = 1
@@ -845,10 +846,27 @@ def _payload_of_row(
         )
 
 
-def _next_id(cursor: Any, table_name: str) -> int:
-    """Return the first primary key never used in `table_name` (SQLite AUTOINCREMENT aware)."""
+def _is_postgres(alias: str) -> bool:
+    return connections[alias].vendor == "postgresql"
+
+
+def _next_id(cursor: Any, table_name: str, *, postgres: bool = False) -> int:
+    """Return the first primary key never used in `table_name` (SQLite AUTOINCREMENT aware;
+    on PostgreSQL, the column's sequence counts too)."""
     cursor.execute(f'SELECT MAX("id") FROM "{table_name}"')
     highest = cursor.fetchone()[0] or 0
+    if postgres:
+        # Never a failing query here: it would abort the caller's transaction.
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [f'"{table_name}"'])
+        sequence = cursor.fetchone()[0]
+        used = 0
+        if sequence:
+            cursor.execute(
+                "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
+                f"FROM {sequence}"
+            )
+            used = cursor.fetchone()[0] or 0
+        return max(highest, used) + 1
     try:
         cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table_name])
         row = cursor.fetchone()
@@ -857,9 +875,25 @@ def _next_id(cursor: Any, table_name: str) -> int:
     return max(highest, (row[0] if row else 0) or 0) + 1
 
 
-def database_file(alias: str) -> Path:
-    """Return the file of the database behind the Django alias `alias` (its settings' NAME)."""
-    return Path(str(connections[alias].settings_dict["NAME"]))
+def _reset_sequences(alias: str, tables: tuple[Table, ...]) -> None:
+    """After rows were inserted with their keys given (PostgreSQL): move each table's key
+    sequence past them, so the next row the application adds gets a free key."""
+    from django.core.management.color import no_style
+
+    connection = connections[alias]
+    statements = connection.ops.sequence_reset_sql(no_style(), [t.model() for t in tables])
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def database_of(alias: str) -> str:
+    """Return the database behind the Django alias `alias`: its file, or the target
+    `postgresql:<label>` of a PostgreSQL database of the catalog (payloads.store)."""
+    try:
+        return database_for_alias(alias)
+    except PayloadError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def apply(
@@ -897,7 +931,7 @@ def apply(
     with _Source(package.path, conf.max_bytes()) as source:
         named: dict[str, int] = {}
         _validate(package, source, steps, alias, progress, total, payloads=named)
-        store = PayloadStore.for_database(database or database_file(alias))
+        store = PayloadStore.for_database(database or database_of(alias))
         try:
             with store.writing() if named else nullcontext():
                 _put_payloads(package, source, store, named)
@@ -906,6 +940,8 @@ def apply(
                     if domain_rows(alias):
                         raise BundleError("The target database received data meanwhile.")
                     counts = _write(package, source, tables, steps, alias, checked, total, progress)
+                    if _is_postgres(alias):
+                        _reset_sequences(alias, tables)
         except IntegrityError as exc:
             raise BundleError(f"The bundle's data conflicts with the database ({exc}).") from None
         except PayloadError as exc:
@@ -1002,7 +1038,7 @@ def _write(
             existing: set[Any] = set()
             if keep:
                 existing = set(model.objects.using(alias).values_list(keep, flat=True))
-            new_id = _next_id(cursor, db_table)
+            new_id = _next_id(cursor, db_table, postgres=_is_postgres(alias))
             keys: dict[int, int] = {}
             batch: list[list[Any]] = []
             inserted = 0
@@ -1066,15 +1102,22 @@ def _read_snapshot(alias: str) -> Iterator[None]:
 
     The connection's transactions are IMMEDIATE (they take the write lock), so a plain
     atomic() would hold writers off for the whole export: a DEFERRED read transaction is
-    begun by hand instead, in autocommit mode, and ended when the export is done.
+    begun by hand instead, in autocommit mode, and ended when the export is done. On
+    PostgreSQL the same is a REPEATABLE READ, READ ONLY transaction (one snapshot of every
+    table; writers are never blocked).
     """
     connection = connections[alias]
     if connection.in_atomic_block:
         yield
         return
     connection.ensure_connection()
+    begin = (
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        if connection.vendor == "postgresql"
+        else "BEGIN DEFERRED"
+    )
     with connection.cursor() as cursor:
-        cursor.execute("BEGIN DEFERRED")
+        cursor.execute(begin)
     try:
         yield
     finally:
@@ -1130,7 +1173,7 @@ def export(
         )
     as_zip = target.suffix.lower() == ".zip"
     temp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
-    source_file = database_file(alias)
+    source_file = database_of(alias)
     store = PayloadStore.for_database(source_file)
     try:
         # No store folder yet: no payload either (an upload made meanwhile is not in the
@@ -1196,15 +1239,18 @@ def export(
     return load(target)
 
 
-def _dbcheck_hint(database: Path) -> str:
-    """Return the dbcheck command line for the database file `database`."""
-    in_catalog = PayloadStore.for_database(database).root == database.parent / PAYLOADS_FOLDER
+def _dbcheck_hint(database: str) -> str:
+    """Return the dbcheck command line for the database `database` (a file or a target)."""
+    if catalog.is_target(database):
+        return f"`manage.py dbcheck {catalog.label_of(database)}`"
+    path = Path(database)
+    in_catalog = PayloadStore.for_database(path).root == path.parent / PAYLOADS_FOLDER
     # dbcheck takes a catalog label or the path of any other file.
-    return f"`manage.py dbcheck {database.parent.name if in_catalog else database}`"
+    return f"`manage.py dbcheck {path.parent.name if in_catalog else path}`"
 
 
 def _payloads_to_export(
-    alias: str, tables: tuple[Table, ...], store: PayloadStore, database: Path
+    alias: str, tables: tuple[Table, ...], store: PayloadStore, database: str
 ) -> dict[str, int]:
     """Return SHA-256 -> size of every payload the rows of `tables` name, each file checked.
 
@@ -1250,7 +1296,7 @@ def _write_payloads(
     store: PayloadStore,
     sizes: dict[str, int],
     opener: Callable[[str], IO[bytes]],
-    database: Path,
+    database: str,
 ) -> dict[str, str]:
     """Stream each payload into its member `payloads/<sha256>`; return name -> SHA-256."""
     digests: dict[str, str] = {}

@@ -47,6 +47,7 @@ __all__ = [
     "PayloadTooLarge",
     "StoreBusy",
     "Stored",
+    "database_for_alias",
     "fsync_folder",
 ]
 
@@ -92,6 +93,28 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def database_for_alias(alias: str) -> str:
+    """Return the database behind the Django alias `alias`: its file's path, or the target
+    `postgresql:<label>` of a PostgreSQL database of the catalog (whose NAME is only the
+    database's name on its server, so its payloads live in databases/<label>/payloads/)."""
+    from django.db import connections
+
+    settings_dict = connections[alias].settings_dict
+    if settings_dict.get("ENGINE") != "django.db.backends.postgresql":
+        return str(settings_dict["NAME"])
+    from dbselect import catalog, engines
+
+    for engine in engines.all():
+        if engine.alias == alias and not engine.is_file:
+            return engine.target
+    if catalog.get(alias) is not None:
+        return catalog.target_for(alias)
+    raise PayloadError(
+        f"The PostgreSQL database of the connection {alias!r} is not in the catalog: its "
+        "attachments store is unknown."
+    )
+
+
 def _checked(sha256: str) -> str:
     if not isinstance(sha256, str) or not SHA256.match(sha256):
         raise PayloadError("Not a payload id (a SHA-256 in lower-case hex).")
@@ -106,8 +129,14 @@ class PayloadStore:
 
     @classmethod
     def for_database(cls, database: str | os.PathLike[str]) -> PayloadStore:
-        """Return the store beside the database file `database` (dbselect.layout)."""
+        """Return the store beside the database file `database` (dbselect.layout), or of the
+        PostgreSQL database `postgresql:<label>` (databases/<label>/payloads/)."""
         return cls(payload_dir_for(database))
+
+    @classmethod
+    def for_alias(cls, alias: str) -> PayloadStore:
+        """Return the store of the database behind the Django alias `alias`."""
+        return cls.for_database(database_for_alias(alias))
 
     def __repr__(self) -> str:
         return f"PayloadStore({str(self.root)!r})"

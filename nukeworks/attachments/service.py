@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connections, router, transaction
+from django.db import router, transaction
 from django.http import HttpRequest
 
 from audit import log as audit_log
@@ -21,7 +21,13 @@ from nukeworks.attachments import names
 from nukeworks.attachments.conf import setting
 from nukeworks.attachments.models import Attachment
 from nukeworks.companies.models import Company, Project
-from payloads.store import EmptyPayload, PayloadError, PayloadStore, PayloadTooLarge
+from payloads.store import (
+    EmptyPayload,
+    PayloadError,
+    PayloadStore,
+    PayloadTooLarge,
+    database_for_alias,
+)
 
 __all__ = [
     "AttachmentMissing",
@@ -56,9 +62,9 @@ def max_bytes() -> int:
 
 
 def database_path(alias: str | None = None) -> str:
-    """Return the file of the database the ORM works on now (or of `alias`)."""
-    alias = alias or router.db_for_write(Attachment)
-    return str(connections[alias].settings_dict["NAME"])
+    """Return the database the ORM works on now (or of `alias`): its file's path, or
+    `postgresql:<label>` for a PostgreSQL database of the catalog."""
+    return database_for_alias(alias or router.db_for_write(Attachment))
 
 
 def store(alias: str | None = None) -> PayloadStore:

@@ -18,7 +18,8 @@ from dbselect import engines
 class Command(BaseCommand):
     help = (
         "Export the companies and projects with their attachments (and with --users the users) "
-        "of databases/<label>/nukeworks.sqlite as a bundle: a .zip (or a folder when the output "
+        "of databases/<label>/nukeworks.sqlite (or of the PostgreSQL database of the catalog "
+        "labelled <label>) as a bundle: a .zip (or a folder when the output "
         "does not end in .zip). With a name and a version, the bundle is a seed package."
     )
 
@@ -27,7 +28,9 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("label", help="Folder name of the database under databases/.")
+        parser.add_argument(
+            "label", help="Folder name of the database under databases/, or a catalog label."
+        )
         parser.add_argument(
             "-o", "--output", required=True, help="The bundle to write (never overwritten)."
         )

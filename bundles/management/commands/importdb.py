@@ -9,8 +9,13 @@ from django.db import connections
 
 from audit import log as audit_log
 from bundles import package
-from bundles.management.commands._common import labelled_database, operator
-from bundles.newdb import build_new_database, database_path
+from bundles.management.commands._common import (
+    add_postgres_arguments,
+    labelled_database,
+    operator,
+    postgres_destination,
+)
+from bundles.newdb import build_new_database, build_new_postgres_database, database_path
 from bundles.progress import rows_bar
 from dbselect import engines
 
@@ -22,7 +27,9 @@ class Command(BaseCommand):
         "temporary name and moved into place when complete) or into an existing database "
         "without companies or projects (--into <label>). The bundle is validated first and "
         "applied in one transaction: on any error nothing is changed. Its attachment files go "
-        "into the database's payloads/ folder, each checked against its SHA-256."
+        "into the database's payloads/ folder, each checked against its SHA-256. With "
+        "--postgres-like or --postgres-url, --new creates the database on a PostgreSQL server "
+        "and registers it in the catalog once it is complete."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,28 +44,48 @@ class Command(BaseCommand):
             help="Leave out the bundle's users, if it has any.",
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+        add_postgres_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         enabled = not options["no_progress"] and options.get("verbosity", 1) >= 1
         try:
             bundle = package.load(options["bundle"])
             include_users = False if options["no_users"] else None
+            pg_url = postgres_destination(
+                options["new"] or "",
+                options["postgres_like"],
+                options["postgres_url"],
+                options["postgres_dbname"],
+            )
+            if pg_url is not None and not options["new"]:
+                raise CommandError("--postgres-like and --postgres-url go with --new.")
             if options["new"]:
                 label = options["new"]
                 if database_path(label).exists():
                     raise CommandError(f"A database labelled {label!r} already exists.")
                 if include_users is False and bundle.include_users:
                     raise CommandError("--no-users applies to --into only.")
+                name = options["display_name"] or label.title()
                 with rows_bar("Import", self.stderr, enabled) as progress:
-                    path = str(
-                        build_new_database(
+                    if pg_url is not None:
+                        path = build_new_postgres_database(
                             label,
+                            pg_url,
                             package=bundle,
-                            display_name=options["display_name"] or label.title(),
+                            display_name=name,
                             admin=None,
                             progress=progress,
                         )
-                    )
+                    else:
+                        path = str(
+                            build_new_database(
+                                label,
+                                package=bundle,
+                                display_name=name,
+                                admin=None,
+                                progress=progress,
+                            )
+                        )
                 alias = engines.register(path).alias
                 counts = bundle.counts
                 verb = "Created"
