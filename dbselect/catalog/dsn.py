@@ -41,16 +41,17 @@ class PostgresURL:
 
     def url(self) -> str:
         """Return the URL, password included (for the driver and pg_dump only)."""
-        return self._format(self.password)
+        return self._format(urllib.parse.quote(self.password, safe=""))
 
     def redacted(self) -> str:
-        """Return the URL with the password replaced by asterisks."""
+        """Return the URL with the password replaced by asterisks (shown as they are, not
+        percent-encoded)."""
         return self._format(REDACTED if self.password else "")
 
     def _format(self, password: str) -> str:
         auth = urllib.parse.quote(self.user, safe="")
         if password:
-            auth += ":" + urllib.parse.quote(password, safe="")
+            auth += ":" + password
         host = f"[{self.host}]" if ":" in self.host else self.host
         query = f"?{urllib.parse.urlencode(self.options)}" if self.options else ""
         dbname = urllib.parse.quote(self.dbname, safe="")

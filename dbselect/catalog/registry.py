@@ -9,6 +9,7 @@ request. Both are audited with the redacted URL only.
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django.views.decorators.debug import sensitive_variables
 
 from audit import log as audit_log
 from dbselect import catalog, engines
@@ -26,6 +27,8 @@ def check(entry: catalog.CatalogEntry) -> tuple[DatabaseInfo | None, str | None]
     return info, refusal_reason(info)
 
 
+# Error reports (DEBUG pages, mailed tracebacks) never show the URL: it holds the password.
+@sensitive_variables("url")
 def add(
     label: str,
     url: str,
