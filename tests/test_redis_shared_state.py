@@ -187,6 +187,8 @@ def test_dispose_on_one_server_closes_the_file_on_the_other(cluster, make_databa
 
     assert wait_for(both_listed, timeout=15), _engines_page(operator, plant)
     assert _holds(cluster.b, plant), "B let the file go before any dispose"
+    # One session (the browser's, in Redis) is on it.
+    assert '<td class="sessions">1</td>' in _engines_page(operator, plant)[1]
     status, page = operator.post("/admin/engines/dispose", {"path": str(plant)})
     assert status == 200 and "Disposed Shared plant" in page
     # B's janitor applies it within a tick: no worker of either server holds the file.

@@ -260,3 +260,30 @@ def test_clearing_a_cache_leaves_sessions_queue_and_feed_alone(shared, settings)
     assert RedisEngineStore().sequence() == 1
     assert shared.get("someone-else:key") == b"1"
     shared.delete("someone-else:key")
+
+
+def test_sessions_in_redis_are_counted_per_database(shared, settings):
+    from django.contrib.sessions.backends.cache import SessionStore
+
+    from dbselect.engines.session_counts import count_sessions
+    from dbselect.session import SELECTED_PATH
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "sessions": {
+            "BACKEND": "nukeworks.deployment.redis_cache.PrefixedRedisCache",
+            "LOCATION": settings.REDIS_URL,
+            "KEY_PREFIX": f"{settings.NUKEWORKS_REDIS_PREFIX}:session",
+        },
+    }
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    settings.SESSION_CACHE_ALIAS = "sessions"
+    for path in ("/srv/a.sqlite", "/srv/a.sqlite", "/srv/b.sqlite", None):
+        session = SessionStore()
+        if path:
+            session[SELECTED_PATH] = path
+        session["other"] = 1
+        session.save()
+    counts = count_sessions()
+    assert counts.counts == {"/srv/a.sqlite": 2, "/srv/b.sqlite": 1}
+    assert counts.scanned == 4

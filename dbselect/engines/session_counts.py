@@ -3,8 +3,10 @@
 Counted from the session files themselves (SESSION_ENGINE = the file backend, the default):
 every file under SESSION_FILE_PATH is decoded and counted when it has not expired and its
 `selected_db_path` is set. This is exact at the moment the page is drawn, costs a few tens of
-microseconds per session file, and is capped at SCAN_LIMIT files. With another session
-engine (cache, database) the sessions cannot be enumerated, and the page says so.
+microseconds per session file, and is capped at SCAN_LIMIT files. With REDIS_URL (Django's
+cache backend on a Redis cache) the sessions of every server are counted the same way from
+their keys (SCAN, then MGET in batches; expired ones are gone by their TTL). With another
+session engine (database, a cache that cannot be listed) the page says they are unknown.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from django.conf import settings
 from dbselect.session import SELECTED_PATH
 
 FILE_BACKEND = "django.contrib.sessions.backends.file"
+CACHE_BACKEND = "django.contrib.sessions.backends.cache"
 SCAN_LIMIT = 20_000
+# Session keys read per MGET from Redis.
+REDIS_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,58 @@ def _expiry(data: dict, modified: datetime.datetime) -> datetime.datetime:
     return modified + datetime.timedelta(seconds=int(value))
 
 
+def _count_in_redis(limit: int) -> SessionCounts:
+    """Count the sessions Django's cache backend keeps in a Redis cache (every server's)."""
+    from django.contrib.sessions.backends.cache import KEY_PREFIX
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    from nukeworks.deployment.redis_cache import glob_escape
+
+    cache = caches[settings.SESSION_CACHE_ALIAS]
+    if not isinstance(cache, RedisCache):
+        return SessionCounts(None)
+    client = cache._cache.get_client()
+    serializer = cache._cache._serializer
+    pattern = glob_escape(cache.make_and_validate_key(KEY_PREFIX)) + "*"
+    counts: dict[str, int] = {}
+    scanned = 0
+    batch: list[bytes] = []
+
+    def tally() -> None:
+        for raw in client.mget(batch):
+            if raw is None:
+                continue  # expired or signed out meanwhile
+            try:
+                path = serializer.loads(raw).get(SELECTED_PATH)
+            except Exception:  # unpickling fails in many ways: no session of ours, skip it
+                continue
+            if path:
+                counts[path] = counts.get(path, 0) + 1
+        batch.clear()
+
+    for key in client.scan_iter(match=pattern, count=REDIS_BATCH):
+        if scanned >= limit:
+            tally()
+            return SessionCounts(counts, scanned, truncated=True)
+        scanned += 1
+        batch.append(key)
+        if len(batch) >= REDIS_BATCH:
+            tally()
+    tally()
+    return SessionCounts(counts, scanned)
+
+
 def count_sessions(limit: int = SCAN_LIMIT) -> SessionCounts:
-    """Return the live sessions per selected database path, read from the session files."""
+    """Return the live sessions per selected database path, read from the session files (or
+    from Redis, with the cache session backend on a Redis cache)."""
+    if settings.SESSION_ENGINE == CACHE_BACKEND:
+        import redis
+
+        try:
+            return _count_in_redis(limit)
+        except redis.RedisError:  # out of reach: the page shows "—"
+            return SessionCounts(None)
     if settings.SESSION_ENGINE != FILE_BACKEND:
         return SessionCounts(None)
     store_class = import_module(FILE_BACKEND).SessionStore
