@@ -298,7 +298,9 @@ def haproxy_config(
 ) -> str:
     """Return an HAProxy configuration: round robin over `backends`, no stickiness.
 
-    Every answer names the app server that gave it in `X-Served-By` (the server's name in
+    The health check sends `Host: 127.0.0.1` (Django answers 400 to a host outside
+    ALLOWED_HOSTS; on real hosts it is the site's name). Every answer names the app server
+    that gave it in `X-Served-By` (the server's name in
     the configuration), so round robin is visible. `stats_port` adds HAProxy's statistics
     page on 127.0.0.1 (`/;csv` for scripts). `extra_pools` adds more frontends, each on its
     own port with its own backend (the cluster benchmark: one HAProxy, two pools).
@@ -318,7 +320,8 @@ def haproxy_config(
 
 backend {name}
     balance roundrobin
-    option httpchk GET {health_path}
+    option httpchk
+    http-check send meth GET uri {health_path} ver HTTP/1.1 hdr Host 127.0.0.1
     http-check expect status 200
     http-response set-header X-Served-By %s
 {servers}
