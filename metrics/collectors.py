@@ -28,7 +28,10 @@ def _tables() -> list[dict[str, Any]]:
     except Exception:  # the store unreadable: this worker's own table still answers
         return tables
     me = engine_workers.worker_id()
-    tables.extend(r.data for r in reports if r.worker != me)
+    # With REDIS_URL the store holds every server's workers: this server's /metrics counts its
+    # own only, or a Prometheus scraping each server would count every worker once per server.
+    server = engine_workers.server_name()
+    tables.extend(r.data for r in reports if r.worker != me and r.host == server)
     return tables
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 
@@ -287,3 +288,15 @@ def test_sessions_in_redis_are_counted_per_database(shared, settings):
     counts = count_sessions()
     assert counts.counts == {"/srv/a.sqlite": 2, "/srv/b.sqlite": 1}
     assert counts.scanned == 4
+
+
+def test_metrics_count_the_workers_of_this_server_only(shared, settings):
+    from metrics import collectors
+
+    settings.NUKEWORKS_SERVER_NAME = "alpha"
+    store = RedisEngineStore()
+    store.publish("alpha:1", "alpha", 1, {"engines": [], "pid": 1})
+    store.publish("beta:1", "beta", 1, {"engines": [], "pid": 1})
+    tables = collectors._tables()
+    assert [t["pid"] for t in tables] == [os.getpid(), 1]
+    assert tables[0]["host"] == "alpha"
