@@ -367,15 +367,32 @@ def registered_aliases(server: GunicornServer) -> int:
 # -- the three parts --------------------------------------------------------------------------
 
 
-def bench_routing(args, wrk, work, db, server_kw, client_cpus) -> dict:
-    selected = GunicornServer(work / "selected", **server_kw).start()
+def bench_routing(
+    args,
+    wrk,
+    work,
+    db,
+    server_kw,
+    client_cpus,
+    *,
+    static_settings: str = "bench.static_settings",
+    static_env: dict[str, str] | None = None,
+    selected_root: Path | None = None,
+) -> dict:
+    """Routed vs static gunicorn, side by side: `db` is what the routed session selects (a
+    file, or a PostgreSQL target); the static server serves the same database as `default`
+    through `static_settings` (BENCH_STATIC_DB=`db` unless `static_env` says otherwise)."""
+    selected = GunicornServer(selected_root or work / "selected", **server_kw).start()
     # The static server reads the selected server's session folder (both have the same
     # SECRET_KEY): wrk sends both the same session, so both decode the same bytes and render
     # the same page (the database's name in the header included).
     static = GunicornServer(
         work / "static",
-        settings_module="bench.static_settings",
-        env={"BENCH_STATIC_DB": str(db), "SESSION_FILE_PATH": str(selected.root / "sessions")},
+        settings_module=static_settings,
+        env={
+            **(static_env or {"BENCH_STATIC_DB": str(db)}),
+            "SESSION_FILE_PATH": str(selected.root / "sessions"),
+        },
         **server_kw,
     ).start()
     servers = {"static": static, "selected": selected}

@@ -22,5 +22,5 @@ MIDDLEWARE = [
     if not m.startswith("dbselect.")
 ]
 DATABASE_ROUTERS: list[str] = []
-DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ["BENCH_STATIC_DB"]}}
+DATABASES = {"default": {**DATABASES["default"], "NAME": os.environ.get("BENCH_STATIC_DB", "")}}
 SILENCED_SYSTEM_CHECKS = ["dbselect.E001", "dbselect.E002"]
