@@ -184,6 +184,10 @@ DBSELECT = {
     # Engine cache administration (dbselect/engine_conf.py): the store the worker processes
     # share, and how many persistent connections one thread keeps at most.
     "ENGINE_STORE_DIR": INSTANCE_DIR / "engines",
+    # The catalog of registered PostgreSQL databases without REDIS_URL (dbselect.catalog): a
+    # JSON file (mode 0600: it holds their passwords); with REDIS_URL it lives in Redis.
+    "CATALOG_FILE": env.str("NUKEWORKS_CATALOG_FILE", default=str(INSTANCE_DIR / "catalog.json")),
+    "POSTGRES_CONNECT_TIMEOUT": env.int("NUKEWORKS_POSTGRES_CONNECT_TIMEOUT", default=5),
     "ENGINE_IDLE_SECONDS": env.float("DBSELECT_ENGINE_IDLE_SECONDS", default=300),
     "MAX_CONNECTIONS_PER_THREAD": env.int("DBSELECT_MAX_CONNECTIONS_PER_THREAD", default=8),
     # What the selector knows of this project: where a session lands, which view applies
