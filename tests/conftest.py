@@ -45,6 +45,8 @@ def _isolated_machine_state(tmp_path: Path, settings) -> Iterator[None]:
         **settings.DBSELECT,
         "DATABASES_DIR": databases,
         "SELECTOR_CACHE_FILE": tmp_path / "instance" / "db_selector.json",
+        # Each test registers its own PostgreSQL databases (tests/services.py).
+        "CATALOG_FILE": tmp_path / "instance" / "catalog.json",
     }
     yield
 
