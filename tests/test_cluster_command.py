@@ -2,7 +2,8 @@
 
 In a temporary instance folder on free loopback ports: PostgreSQL, Redis, the queue worker,
 two gunicorn app servers and HAProxy start; HAProxy answers /select-db through both servers
-in turn (its X-Served-By header); a second start refuses and starts nothing; stop ends
+in turn (its X-Served-By header) and through the other alone once one stops; a second start
+refuses and starts nothing; stop ends
 exactly the recorded processes (gunicorn's workers with their master), leaves a pid that now
 belongs to another program alone, and keeps the data folders.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from nukeworks.cluster import control, services
+from tests.helpers import wait_for
 from tests.live import REPO, free_port
 
 pytestmark = pytest.mark.skipif(
@@ -132,6 +134,11 @@ def test_start_twice_refused_stop_exactly_what_was_started(cluster_env):
 
     workers = _children(records["app1"]["pid"]) + _children(records["app2"]["pid"])
     assert len(workers) >= 4  # the shipped 2 workers per server
+
+    # One app server stops: HAProxy retries elsewhere (redispatch), then takes it out.
+    os.kill(records["app1"]["pid"], signal.SIGTERM)
+    assert wait_for(lambda: _gone(records["app1"]["pid"]), timeout=30)
+    assert [_served_by(balancer + "/select-db") for _ in range(4)] == ["app2"] * 4
     stopped = _cluster(cluster_env, "stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert all(_gone(r["pid"]) for r in records.values()), stopped.stdout
