@@ -37,8 +37,19 @@ class NewLabelForm(forms.Form):
             raise ValidationError(exc.message) from None
 
 
+FILE = ""
+
+
 class NewDatabaseForm(NewLabelForm):
     seed = forms.ChoiceField(label="Content", help_text="A seed package, or an empty database.")
+    # Where it lives: a SQLite file, or a new database on the server of a catalog entry (its
+    # host, port, user and password; the visitor never types a server or a URL).
+    server = forms.ChoiceField(
+        label="Where",
+        required=False,
+        help_text="A new database on a PostgreSQL server is named nw_<label> there and "
+        "registered in the catalog under the label once it is ready.",
+    )
     admin = forms.ChoiceField(label="First administrator", widget=forms.RadioSelect)
     admin_username = forms.CharField(label="Username", max_length=150, required=False)
     admin_password = forms.CharField(
@@ -69,6 +80,12 @@ class NewDatabaseForm(NewLabelForm):
             )
         self.fields["admin"].choices = choices
         self.fields["admin"].initial = choices[0][0]
+        servers = [(s.label, s.describe()) for s in service.postgres_servers()]
+        self.fields["server"].choices = [
+            (FILE, "A SQLite file in databases/<label>/"),
+            *servers,
+        ]
+        self.has_servers = bool(servers)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -88,6 +105,10 @@ class NewDatabaseForm(NewLabelForm):
                     self.add_error("admin_password", exc)
             data["admin_username"] = username
         return data
+
+    def postgres_like(self) -> str | None:
+        """Return the catalog entry whose server the database goes to, None for a file."""
+        return self.cleaned_data.get("server") or None
 
     def seed_ref(self) -> str | None:
         seed = self.cleaned_data["seed"]

@@ -7,8 +7,11 @@
 The marker is written here only, atomically (a temporary file renamed over it), and read by
 dbselect (selector, dbstatus) and the API without importing this app. While a database is
 being built its folder holds the marker and no database file; the builder renames the file
-into place and only then removes the marker. A marker that says "building" while nobody holds
-the lock belongs to a builder that died: the database is "interrupted".
+into place and only then removes the marker. A database built on a PostgreSQL server has the
+same folder, marker and request (its payloads and snapshots live there too); it is in place
+once it is registered in the catalog under its label (dbselect.catalog). A marker that says
+"building" while nobody holds the lock belongs to a builder that died: the database is
+"interrupted".
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dbselect import layout
+from dbselect import catalog, layout
+from dbselect.catalog import postgres
 from dbselect.conf import get_config
 from dbselect.files import locks
 from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
@@ -136,6 +140,35 @@ def read_request(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def postgres_request(folder: Path) -> dict[str, Any] | None:
+    """Return where a database of `folder` is requested on a PostgreSQL server, or None.
+
+    {"like": <catalog label>, "dbname": …} (the server and credentials of that entry), or
+    {"url": <the URL without its password>, "dbname": …} (given on the command line).
+    """
+    asked = read_request(folder) or {}
+    found = asked.get("postgres")
+    return found if isinstance(found, dict) else None
+
+
+def catalog_entry(label: str) -> catalog.CatalogEntry | None:
+    """Return the catalog entry `label`, None when there is none or the catalog is down."""
+    try:
+        return catalog.get(label)
+    except Exception:  # the catalog's Redis is down: the file layout still answers
+        return None
+
+
+def target_for(label: str) -> str:
+    """Return what a session selects for `label`: its file, or `postgresql:<label>` for a
+    database of the catalog (or one being built on a PostgreSQL server)."""
+    if not database_path(label).exists() and (
+        catalog_entry(label) is not None or postgres_request(folder_for(label)) is not None
+    ):
+        return catalog.target_for(label)
+    return str(database_path(label))
+
+
 @contextlib.contextmanager
 def builder_lock(folder: Path) -> Iterator[None]:
     """Hold `folder`'s builder lock for the block; raise BuilderBusy when someone holds it."""
@@ -186,13 +219,17 @@ def status(label: str, *, holding_lock: bool = False) -> Status:
     """
     folder = folder_for(label)
     path = database_path(label)
-    if path.exists():
+    entry = None if path.exists() else catalog_entry(label)
+    if path.exists() or entry is not None:
         try:
-            info = inspect_database(str(path))
+            if entry is not None:
+                info = postgres.inspect(entry.target, entry.url)
+            else:
+                info = inspect_database(str(path))
         except ValidationFailed as exc:
             return Status(label, UNUSABLE, message=exc.reason)
         reason = not_ready_reason(info)
-        name = info.display_name or label
+        name = info.display_name or (entry.display_name if entry else "") or label
         if reason:
             return Status(label, NOT_READY, message=reason, display_name=name)
         return Status(label, READY, message="The database is ready.", display_name=name)

@@ -10,10 +10,19 @@ on success it removes the marker, on failure the marker says "failed" with the r
 file is left at the database's path. `retry` queues a new job for the same label (the old one,
 if still queued, then finds another job id in the marker and does nothing); `discard` moves
 the label's folder aside to databases/.discarded/<label>-<UTC time>/, never deleting it.
+
+A database may instead be created on a PostgreSQL server (`postgres_like`: the server and
+credentials of an existing catalog entry, with a new database name; or `postgres_url`, given
+on the command line only): the job runs `bundles.newdb.build_new_postgres_database` (CREATE
+DATABASE, migrated and seeded through the same code, stamped ready, and only then registered
+in the catalog under the label), with the same marker, progress, retry and discard. The
+request file never holds a password: a build on a server given by URL is run by the command
+that was given it (never queued), and only that command rebuilds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -25,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connections
@@ -33,7 +43,9 @@ from django.http import HttpRequest
 from audit import log as audit_log
 from bundles import newdb
 from bundles import package as packages
-from dbselect import engines
+from dbselect import catalog, engines
+from dbselect.catalog import postgres
+from dbselect.catalog.dsn import PostgresURL
 from dbselect.layout import preparing
 from provisioning import progress
 from provisioning.progress import Status
@@ -91,7 +103,7 @@ def check_label(label: object) -> str:
 
 def _refuse_taken(label: str) -> None:
     folder = progress.folder_for(label)
-    if progress.database_path(label).exists():
+    if progress.database_path(label).exists() or progress.catalog_entry(label) is not None:
         raise ProvisioningError(
             f"A database labelled {label!r} exists already; nothing was changed.",
             code="label_taken",
@@ -149,6 +161,114 @@ def check_admin_username(username: str) -> str:
         ) from None
 
 
+# -- PostgreSQL destinations -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """A PostgreSQL server (and user) known from a catalog entry: where new databases go."""
+
+    label: str  # the catalog entry whose server and credentials are reused
+    url: PostgresURL
+
+    def describe(self) -> str:
+        return (
+            f"PostgreSQL on {self.url.host}:{self.url.port} as {self.url.user} "
+            f"(the server of “{self.label}”)"
+        )
+
+
+def postgres_servers() -> list[Server]:
+    """Return each PostgreSQL server (host, port, user, options) of the catalog once."""
+    try:
+        entries = catalog.entries()
+    except Exception:  # the catalog's Redis is down: no server to offer
+        return []
+    seen: dict[tuple, Server] = {}
+    for entry in entries:
+        u = entry.url
+        seen.setdefault((u.host, u.port, u.user, u.options), Server(entry.label, u))
+    return list(seen.values())
+
+
+def _without_password(url: PostgresURL) -> str:
+    """Return the URL as the request file records it: without its password."""
+    return dataclasses.replace(url, password="").url()
+
+
+def _postgres_destination(
+    label: str, like: str | None, dbname: str | None, url: PostgresURL | None
+) -> tuple[PostgresURL, dict[str, str]] | None:
+    """Return (where to create it, what the request file records), None for a file."""
+    if like and url is not None:
+        raise ProvisioningError("Give a catalog entry's server or a URL, not both.", "bad_server")
+    if url is not None:
+        where = url
+        record = {"url": _without_password(url), "dbname": url.dbname}
+    elif like:
+        entry = progress.catalog_entry(like)
+        if entry is None:
+            raise ProvisioningError(
+                f"No PostgreSQL database is registered as {like!r}: choose a server of the "
+                "catalog.",
+                code="unknown_server",
+            )
+        where = entry.url.with_dbname(dbname or newdb.default_dbname(label))
+        record = {"like": like, "dbname": where.dbname}
+    else:
+        if dbname:
+            raise ProvisioningError("A database name goes with a PostgreSQL server.", "bad_server")
+        return None
+    try:
+        newdb.check_dbname(where.dbname)
+    except packages.BundleError as exc:
+        raise ProvisioningError(exc.message, code="invalid_dbname") from None
+    return where, record
+
+
+def _check_server(label: str, where: PostgresURL) -> None:
+    """Refuse, before anything is queued, a label or a database name that is taken."""
+    problem = newdb.postgres_label_problem(label)
+    if problem:
+        raise ProvisioningError(problem, code="label_taken", status=409)
+    try:
+        exists = postgres.database_exists(where, where.dbname)
+    except psycopg.Error as exc:
+        raise ProvisioningError(
+            postgres.describe_error(exc), code="postgres_unavailable", status=503
+        ) from None
+    if exists:
+        raise ProvisioningError(
+            f"The server {where.host}:{where.port} has a database named {where.dbname!r} "
+            "already; nothing was changed.",
+            code="dbname_taken",
+            status=409,
+        )
+
+
+def _postgres_url(label: str, asked: dict[str, Any], given: PostgresURL | None) -> PostgresURL:
+    """Return where the request of `label` builds its database (see _postgres_destination)."""
+    wanted = asked.get("postgres") or {}
+    if wanted.get("like"):
+        entry = progress.catalog_entry(str(wanted["like"]))
+        if entry is None:
+            raise ProvisioningError(
+                f"The catalog entry {wanted['like']!r}, whose server was chosen, is no longer "
+                "registered: discard this database and create it again.",
+                code="unknown_server",
+            )
+        return entry.url.with_dbname(str(wanted.get("dbname") or newdb.default_dbname(label)))
+    if given is None or _without_password(given) != wanted.get("url"):
+        raise ProvisioningError(
+            f"{label!r} is built on a PostgreSQL server given by its URL on the command line, "
+            "whose password is never stored: rebuild it with `manage.py createdb "
+            f"{label} --retry --postgres-url <the same URL>`, or discard it.",
+            code="not_rebuildable",
+            status=409,
+        )
+    return given
+
+
 # -- queueing ----------------------------------------------------------------------------------
 
 
@@ -163,22 +283,37 @@ def request_build(
     via: str = "",
     enqueue: bool = True,
     request: HttpRequest | None = None,
+    postgres_like: str | None = None,
+    postgres_dbname: str | None = None,
+    postgres_url: PostgresURL | None = None,
 ) -> Job:
     """Claim `label`, record what to build and queue its job (or leave it to the caller).
 
     `seed` is "name@version" or None for an empty database; the first admin's password is
     given as a hash (make_password, or the hash of a login being copied): the queue and the
-    files beside the database never hold a password. Raise ProvisioningError (400 invalid,
-    409 label taken, 503 queue unavailable).
+    files beside the database never hold a password. `postgres_like` (a catalog label) or
+    `postgres_url` puts the database on a PostgreSQL server (see the module); a URL's build
+    is never queued (`enqueue` must be False: the caller runs it, passing the URL again).
+    Raise ProvisioningError (400 invalid, 409 label or database name taken, 503 queue or
+    server unavailable).
     """
     check_label(label)
     package = find_package(seed) if seed else None
+    destination = _postgres_destination(label, postgres_like, postgres_dbname, postgres_url)
+    if destination is not None and postgres_url is not None and enqueue:
+        raise ProvisioningError(
+            "A database on a server given by URL is built by the command that was given it "
+            "(its password is never queued).",
+            code="bad_server",
+        )
     if admin_username:
         admin_username = check_admin_username(admin_username)
         if not admin_password_hash:
             raise ProvisioningError("The first admin needs a password.", code="invalid_admin")
     name = (display_name or "").strip()[:MAX_DISPLAY_NAME] or label.title()
     _refuse_taken(label)
+    if destination is not None:
+        _check_server(label, destination[0])
     folder = progress.folder_for(label)
     folder.mkdir(parents=True, exist_ok=True)
     if not progress.claim(folder):
@@ -195,16 +330,19 @@ def request_build(
             "requested_by": requested_by,
             "via": via,
             "requested_at": time.time(),
+            **({"postgres": destination[1]} if destination is not None else {}),
         },
     )
     seeded = f"seed {package.ref}" if package else "empty"
+    if destination is not None:
+        seeded += f", on PostgreSQL {destination[0].server()}"
     progress.write(
         folder, state=progress.QUEUED, job=job, message="Waiting for a worker…", display_name=name
     )
     _queue(folder, label, job, name, enqueue)
     audit_log.record(
         "database.create",
-        target=str(progress.database_path(label)),
+        target=progress.target_for(label),
         outcome="queued",
         detail=f"label {label}, {seeded}, display name “{name}”, job {job}, via {via}",
         request=request,
@@ -242,11 +380,13 @@ def retry(
     via: str = "",
     enqueue: bool = True,
     request: HttpRequest | None = None,
+    postgres_url: PostgresURL | None = None,
 ) -> Job:
     """Queue the build of `label` again, as it was first requested (idempotent by label).
 
     Allowed while the database is queued, failed, interrupted, or in place but not ready (that
-    file is moved aside first, never deleted); refused while it is being built or ready.
+    file is moved aside first, never deleted); refused while it is being built or ready. A
+    database on a server given by URL needs that URL again (`postgres_url`, never queued).
     """
     check_label(label)
     folder = progress.folder_for(label)
@@ -264,6 +404,17 @@ def retry(
                     code="not_rebuildable",
                     status=409,
                 )
+            if asked.get("postgres"):
+                url = _postgres_url(label, asked, postgres_url)
+                if not asked["postgres"].get("like") and enqueue:
+                    raise ProvisioningError(
+                        "A database on a server given by URL is rebuilt by the command that "
+                        "is given it again (its password is never queued).",
+                        code="bad_server",
+                    )
+                if current.state == progress.NOT_READY:
+                    raise _registered(label)
+                _check_server(label, url)
             if current.state == progress.NOT_READY:
                 _move_aside(label, only_database=True)
             job = uuid.uuid4().hex
@@ -280,13 +431,23 @@ def retry(
         raise _being_built(label) from None
     audit_log.record(
         "database.create",
-        target=str(progress.database_path(label)),
+        target=progress.target_for(label),
         outcome="queued",
         detail=f"rebuild of {label} (was {current.state}), job {job}, via {via}",
         request=request,
         username=requested_by or None,
     )
     return Job(label, job, queued=enqueue)
+
+
+def _registered(label: str) -> ProvisioningError:
+    return ProvisioningError(
+        f"{label!r} is a PostgreSQL database of the catalog that is not ready: NukeWorks "
+        "neither rebuilds nor discards a database it did not build; an operator removes it "
+        f"from the catalog (manage.py catalog remove {label}).",
+        code="not_rebuildable",
+        status=409,
+    )
 
 
 def _being_built(label: str) -> ProvisioningError:
@@ -329,10 +490,14 @@ def discard(
     folder = progress.folder_for(label)
     current = progress.status(label)
     _refuse_discard(current)
+    dropped = ""
     try:
         with progress.builder_lock(folder):
             current = progress.status(label, holding_lock=True)
             _refuse_discard(current)
+            if current.state == progress.NOT_READY and progress.catalog_entry(label):
+                raise _registered(label)
+            dropped = _drop_leftover(label, progress.read_request(folder) or {})
             target = _move_aside(label, only_database=False)
     except progress.BuilderBusy:
         raise _being_built(label) from None
@@ -342,12 +507,33 @@ def discard(
         ) from None
     audit_log.record(
         "database.discard",
-        target=str(progress.database_path(label)),
-        detail=f"{label} ({current.state}) moved to {target}, via {via}",
+        target=progress.target_for(label) if not dropped else catalog.target_for(label),
+        detail=f"{label} ({current.state}) moved to {target}{dropped}, via {via}",
         request=request,
         username=requested_by or None,
     )
     return target
+
+
+def _drop_leftover(label: str, asked: dict[str, Any]) -> str:
+    """Drop what an interrupted build on a PostgreSQL server left there (its temporary
+    database); return a note for the audit entry ("" for a file)."""
+    wanted = asked.get("postgres")
+    if not isinstance(wanted, dict):
+        return ""
+    dbname = str(wanted.get("dbname") or "")
+    leftover = newdb.temp_dbname(dbname) if dbname else ""
+    entry = progress.catalog_entry(str(wanted.get("like") or "")) if wanted.get("like") else None
+    if entry is None:
+        return (
+            f"; drop any database {leftover!r} left on the PostgreSQL server by hand (its "
+            "credentials are not known here)"
+        )
+    try:
+        newdb.drop_leftover(entry.url.with_dbname(dbname))
+    except packages.BundleError as exc:
+        return f"; the leftover database {leftover!r} could not be dropped: {exc}"
+    return f"; no database {leftover!r} left on {entry.url.host}:{entry.url.port}"
 
 
 def _refuse_discard(current: Status) -> None:
@@ -441,16 +627,23 @@ class _Reporter:
             time.sleep(self.delay)
 
 
-def run(label: str, job: str, *, on_progress: ProgressCallback | None = None) -> Status:
+def run(
+    label: str,
+    job: str,
+    *,
+    on_progress: ProgressCallback | None = None,
+    postgres_url: PostgresURL | None = None,
+) -> Status:
     """Build the database `label` for job `job` (the worker's task); return where it stands.
 
     Does nothing when another builder holds the label, or when the marker names another job
-    (superseded by a rebuild) or is gone (discarded).
+    (superseded by a rebuild) or is gone (discarded). `postgres_url`: the URL a database on a
+    server given by URL is built on (see request_build).
     """
     folder = progress.folder_for(label)
     try:
         with progress.builder_lock(folder):
-            _build(label, job, folder, on_progress)
+            _build(label, job, folder, on_progress, postgres_url)
     except progress.BuilderBusy:
         logger.info("build skipped label=%s job=%s: another builder is at work", label, job)
     except FileNotFoundError:
@@ -458,30 +651,48 @@ def run(label: str, job: str, *, on_progress: ProgressCallback | None = None) ->
     return progress.status(label)
 
 
-def _build(label: str, job: str, folder: Path, on_progress: ProgressCallback | None) -> None:
+def _build(
+    label: str,
+    job: str,
+    folder: Path,
+    on_progress: ProgressCallback | None,
+    postgres_url: PostgresURL | None,
+) -> None:
     marker = preparing(folder, check_builder=False)  # the lock is ours
     if marker is None or marker["job"] != job:
         logger.info("build skipped label=%s job=%s: superseded or discarded", label, job)
         return
     path = progress.database_path(label)
-    if path.exists():
-        # Renamed into place by a builder that stopped before it removed the marker.
+    asked = progress.read_request(folder) or {}
+    if path.exists() or (asked.get("postgres") and progress.catalog_entry(label) is not None):
+        # Put in place (renamed, or registered) by a builder that stopped before it removed
+        # the marker.
         progress.clear(folder)
         return
-    asked = progress.read_request(folder) or {}
+    target = progress.target_for(label)
     name = str(asked.get("display_name") or label)
     progress.write(folder, state=progress.BUILDING, job=job, message="Starting…", display_name=name)
     reporter = _Reporter(folder, job, name, on_progress)
     started = time.monotonic()
     try:
         package = find_package(asked["seed"]) if asked.get("seed") else None
-        built = newdb.build_new_database(
-            label,
-            package=package,
-            display_name=name,
-            admin=_admin(asked),
-            progress=reporter,
-        )
+        if asked.get("postgres"):
+            built: str | Path = newdb.build_new_postgres_database(
+                label,
+                _postgres_url(label, asked, postgres_url),
+                package=package,
+                display_name=name,
+                admin=_admin(asked),
+                progress=reporter,
+            )
+        else:
+            built = newdb.build_new_database(
+                label,
+                package=package,
+                display_name=name,
+                admin=_admin(asked),
+                progress=reporter,
+            )
     except Exception as exc:
         reason = (
             str(exc)
@@ -498,7 +709,7 @@ def _build(label: str, job: str, folder: Path, on_progress: ProgressCallback | N
         )
         audit_log.record(
             "database.create",
-            target=str(path),
+            target=target,
             outcome="failure",
             detail=f"job {job}: {reason}",
             username=str(asked.get("requested_by") or "") or None,
@@ -516,14 +727,18 @@ def _admin(asked: dict[str, Any]) -> tuple[str, str] | None:
     return str(username), newdb.HashedPassword(str(encoded))
 
 
-def _audit_created(path: Path, label: str, job: str, asked: dict[str, Any], took: float) -> None:
+def _audit_created(
+    path: str | Path, label: str, job: str, asked: dict[str, Any], took: float
+) -> None:
     engine = engines.register(str(path))
+    where = f", on PostgreSQL {engine.location}" if not engine.is_file else ""
     try:
         audit_log.record(
             "database.create",
             target=str(path),
             detail=(
-                f"label {label}, {('seed ' + asked['seed']) if asked.get('seed') else 'empty'}, "
+                f"label {label}, {('seed ' + asked['seed']) if asked.get('seed') else 'empty'}"
+                f"{where}, "
                 f"job {job}, via {asked.get('via') or '-'}, built in {took:.1f} s"
             ),
             username=str(asked.get("requested_by") or "") or None,

@@ -65,6 +65,7 @@ def new_database(request: HttpRequest) -> HttpResponse:
                 requested_by=operator_name(request),
                 via="selector",
                 request=request,
+                postgres_like=form.postgres_like(),
             )
         except service.ProvisioningError as exc:
             form.add_error(None, exc.message)
@@ -103,7 +104,7 @@ def progress_page(request: HttpRequest, label: str) -> HttpResponse:
         "provisioning/progress.html",
         {
             "status": current,
-            "database_path": str(progress.database_path(label)),
+            "database_path": progress.target_for(label),
             "may_act": permissions.may_be_operator(request),
             "worker_running": worker.running(),
         },

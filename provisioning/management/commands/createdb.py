@@ -12,6 +12,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bundles.management.commands._common import add_postgres_arguments
+from dbselect.catalog.dsn import BadURL, PostgresURL, parse
 from dbselect.management.progress import ProgressBar
 from provisioning import progress, service, worker
 
@@ -35,7 +37,11 @@ class Command(BaseCommand):
         "a seed package (--seed name@version) or empty (--empty), with a first administrator "
         "(--admin). Waits for the job with a progress bar, building it here when no queue "
         "worker runs; --no-wait only queues it. --retry rebuilds a database that never became "
-        "ready. An existing label is refused."
+        "ready. An existing label is refused. --postgres-like LABEL (the server and credentials "
+        "of that catalog entry) or --postgres-url URL creates the database on a PostgreSQL "
+        "server instead (CREATE DATABASE) and registers it in the catalog once it is ready; a "
+        "URL's build runs in this command only (its password is never queued), and --retry "
+        "needs the same --postgres-url again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -61,16 +67,40 @@ class Command(BaseCommand):
             "again, as it was first requested.",
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+        add_postgres_arguments(parser)
+
+    def _url(self, options: dict[str, Any]) -> PostgresURL | None:
+        if not options["postgres_url"]:
+            return None
+        if options["postgres_like"] or options["postgres_dbname"]:
+            raise CommandError("--postgres-url names server and database: nothing else goes.")
+        if options["no_wait"]:
+            raise CommandError("A database on a --postgres-url server is built here: no --no-wait.")
+        try:
+            return parse(options["postgres_url"])
+        except BadURL as exc:
+            raise CommandError(str(exc)) from None
 
     def handle(self, *args: Any, label: str, **options: Any) -> None:
         wait = not options["no_wait"]
-        build_here = wait and not worker.running()
+        url = self._url(options)
+        build_here = url is not None or (wait and not worker.running())
         try:
             if options["retry"]:
-                if options["seed"] or options["empty"] or options["admin"]:
+                if (
+                    options["seed"]
+                    or options["empty"]
+                    or options["admin"]
+                    or options["postgres_like"]
+                    or options["postgres_dbname"]
+                ):
                     raise CommandError("--retry rebuilds as first requested: give only the label.")
                 job = service.retry(
-                    label, requested_by=operator(), via="manage.py", enqueue=not build_here
+                    label,
+                    requested_by=operator(),
+                    via="manage.py",
+                    enqueue=not build_here,
+                    postgres_url=url,
                 )
             else:
                 job = service.request_build(
@@ -82,6 +112,9 @@ class Command(BaseCommand):
                     requested_by=operator(),
                     via="manage.py",
                     enqueue=not build_here,
+                    postgres_like=options["postgres_like"],
+                    postgres_dbname=options["postgres_dbname"],
+                    postgres_url=url,
                 )
         except service.ProvisioningError as exc:
             raise CommandError(exc.message) from None
@@ -95,13 +128,14 @@ class Command(BaseCommand):
             self.stderr, "building", enabled=ProgressBar.wanted(options), unit="step"
         ) as bar:
             if build_here:
-                self.stderr.write("No queue worker is running: building here.")
-                final = service.run(label, job.job, on_progress=bar.update)
+                if url is None:
+                    self.stderr.write("No queue worker is running: building here.")
+                final = service.run(label, job.job, on_progress=bar.update, postgres_url=url)
             else:
                 final = self._wait(label, job.job, bar)
         if final.state != progress.READY:
             raise CommandError(f"'{label}' was not built ({final.state}): {final.message}")
-        path = progress.database_path(label)
+        path = progress.target_for(label)
         self.stdout.write(self.style.SUCCESS(f"Created database '{final.display_name}' at {path}"))
         if not options["retry"] and not options["admin"]:
             self.stdout.write(

@@ -1,0 +1,261 @@
+"""New databases from seed packages on a PostgreSQL server (issue 17).
+
+A real PostgreSQL server (tests/services.py) known from a catalog entry: an operator chooses it
+on the "New database…" page, the job is queued in the real huey queue and run here as the
+worker would (tests/test_provisioning.py does the same for files); the database is created on
+the server, migrated, seeded, stamped ready and only then registered in the catalog, so it is
+selectable once ready. A failed build drops what it made; rebuild and discard work as for
+files; `manage.py createdb --postgres-url` builds one on a server given by URL.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+from django.test import Client
+from huey.contrib.djhuey import HUEY
+
+from bundles import newdb
+from dbselect import catalog, engines
+from dbselect.catalog import dsn, postgres
+from dbselect.conf import get_config
+from dbselect.layout import PREPARING_MARKER
+from nukeworks.companies.models import Company, Project
+from provisioning import progress
+from tests.helpers import select, sign_in
+
+PASSWORD = "pw-prov-12345"
+ADMIN_PASSWORD = "Very-long-admin-pw-1"
+
+
+@pytest.fixture(autouse=True)
+def _queue_and_engines(tmp_path, settings):
+    """An empty queue for each test; the engines of this test's catalog entries go with it
+    (the next test's catalog may name another database under the same label)."""
+    settings.DBSELECT = {**settings.DBSELECT, "ENGINE_STORE_DIR": tmp_path / "engines"}
+    HUEY.flush()
+    yield
+    HUEY.flush()
+    for entry in catalog.entries():
+        engines.dispose(entry.target)
+
+
+@pytest.fixture
+def server(postgres_server):
+    """The server's superuser URL; every nw_* database a test made is dropped afterwards."""
+    url = dsn.parse(postgres_server.extra["url"])
+    before = set(_databases(url))
+    yield url
+    connections.close_all()
+    for name in set(_databases(url)) - before:
+        if name.startswith("nw_"):
+            postgres.drop_database(url, name)
+
+
+def _databases(url) -> list[str]:
+    with postgres.maintenance(url) as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
+
+
+def run_queued() -> int:
+    ran = 0
+    while (task := HUEY.dequeue()) is not None:
+        HUEY.execute(task)
+        ran += 1
+    return ran
+
+
+def databases_dir() -> Path:
+    return Path(get_config()["DATABASES_DIR"])
+
+
+@pytest.fixture
+def operator(make_database, make_pg_database, server) -> Client:
+    """An operator's browser session, and a PostgreSQL database `pgbase` whose server new
+    databases may be created on."""
+    default = make_database(name="Default", label="default", users=[("root", PASSWORD, True)])
+    make_pg_database("pgbase", name="PG Base")
+    client = Client()
+    select(client, default)
+    assert sign_in(client, "root", PASSWORD).status_code == 302
+    return client
+
+
+def new_database_form(label: str, **extra: str) -> dict[str, str]:
+    return {
+        "label": label,
+        "display_name": f"{label.title()} site",
+        "seed": "starter@1",
+        "server": "pgbase",
+        "admin": "new",
+        "admin_username": "boss",
+        "admin_password": ADMIN_PASSWORD,
+        "admin_password2": ADMIN_PASSWORD,
+        **extra,
+    }
+
+
+def _counts(target: str) -> tuple[int, int]:
+    alias = engines.register(target).alias
+    try:
+        return Company.objects.using(alias).count(), Project.objects.using(alias).count()
+    finally:
+        connections[alias].close()
+
+
+def test_an_operator_creates_a_database_on_the_postgres_server_through_the_page(operator, server):
+    page = operator.get("/select-db/new").content.decode()
+    assert "PostgreSQL on" in page and "the server of “pgbase”" in page
+    # No URL, host or password is typed or shown: the server is a catalog entry's.
+    assert server.password not in page
+
+    response = operator.post("/select-db/new", new_database_form("pgnew"))
+    assert response.status_code == 302, response.content.decode()
+    assert response["Location"] == "/select-db/preparing/pgnew"
+    # Queued: listed as being prepared, not in the catalog, nothing on the server yet.
+    listed = operator.get("/select-db").content.decode()
+    assert "Pgnew site" in listed and "being prepared" in listed
+    assert catalog.get("pgnew") is None
+    assert "nw_pgnew" not in _databases(server)
+    assert operator.get("/select-db/preparing/pgnew/status").json()["state"] == "queued"
+    request_file = (databases_dir() / "pgnew" / progress.REQUEST_FILE).read_text()
+    assert server.password not in request_file and '"like": "pgbase"' in request_file
+
+    assert run_queued() == 1
+    status = operator.get("/select-db/preparing/pgnew/status").json()
+    assert status["state"] == "ready", status
+    entry = catalog.get("pgnew")
+    assert entry is not None and entry.url.dbname == "nw_pgnew"
+    assert (entry.url.host, entry.url.port) == (server.host, server.port)
+    assert "nw_pgnew__building" not in _databases(server)
+    assert not (databases_dir() / "pgnew" / PREPARING_MARKER).exists()
+    assert (databases_dir() / "pgnew" / "snapshots").is_dir()
+    info = postgres.inspect(entry.target, entry.url)
+    assert info.seed_status == "ready" and info.display_name == "Pgnew site"
+    assert _counts(entry.target) == (16, 14)
+
+    # Selectable now: the progress page's continue form names the catalog target.
+    html = operator.get("/select-db/preparing/pgnew").content.decode()
+    assert 'value="postgresql:pgnew"' in html
+    assert "postgresql:pgnew" in operator.get("/select-db").content.decode()
+    fresh = Client()
+    assert select(fresh, "postgresql:pgnew")["Location"] == "/login/"
+    assert sign_in(fresh, "boss", ADMIN_PASSWORD).status_code == 302
+    assert "Westinghouse Electric Company" in fresh.get("/companies/").content.decode()
+
+    # The label is taken now, by the catalog.
+    again = operator.post("/select-db/new", new_database_form("pgnew"))
+    assert again.status_code == 409
+
+
+def test_a_failed_build_drops_its_database_and_an_operator_rebuilds_it(
+    operator, server, monkeypatch
+):
+    operator.post("/select-db/new", new_database_form("pgflaky"))
+    real = newdb.apply
+
+    def broken(*args, **kwargs):
+        real(*args, **kwargs)  # the rows are in: the failure comes late
+        raise newdb.BundleError("the disk said no")
+
+    monkeypatch.setattr(newdb, "apply", broken)
+    run_queued()
+    status = operator.get("/select-db/preparing/pgflaky/status").json()
+    assert status["state"] == "failed" and "the disk said no" in status["message"]
+    assert not {"nw_pgflaky", "nw_pgflaky__building"} & set(_databases(server))
+    assert catalog.get("pgflaky") is None
+    assert not (databases_dir() / "pgflaky" / "payloads").exists()
+    assert "preparation failed" in operator.get("/select-db").content.decode()
+    page = operator.get("/select-db/preparing/pgflaky").content.decode()
+    assert 'id="operator-actions"' in page
+
+    monkeypatch.setattr(newdb, "apply", real)
+    assert operator.post("/select-db/preparing/pgflaky/rebuild").status_code == 302
+    assert run_queued() == 1
+    assert progress.status("pgflaky").state == "ready"
+    assert _counts("postgresql:pgflaky") == (16, 14)
+
+
+def test_discard_drops_what_an_interrupted_build_left_on_the_server(operator, server):
+    operator.post("/select-db/new", new_database_form("pgstop"))
+    # A worker killed half-way: its temporary database is on the server, the marker says so.
+    postgres.create_database(server, "nw_pgstop__building")
+    progress.write(databases_dir() / "pgstop", state="building", job="dead", message="…")
+    assert operator.get("/select-db/preparing/pgstop/status").json()["state"] == "interrupted"
+    response = operator.post("/select-db/preparing/pgstop/discard")
+    assert response.status_code == 302 and response["Location"] == "/select-db"
+    assert "nw_pgstop__building" not in _databases(server)
+    assert not (databases_dir() / "pgstop").exists()
+    assert catalog.get("pgstop") is None
+    # The queued job finds nothing to do.
+    run_queued()
+    assert "nw_pgstop" not in _databases(server)
+
+
+def test_the_page_refuses_a_taken_database_name_and_an_unknown_server(operator, server):
+    postgres.create_database(server, "nw_taken")
+    taken = operator.post("/select-db/new", new_database_form("taken"))
+    assert taken.status_code == 409
+    assert "has a database named" in taken.content.decode()
+    unknown = operator.post("/select-db/new", new_database_form("other", server="nope"))
+    assert unknown.status_code == 400
+    assert not (databases_dir() / "taken").exists() and not (databases_dir() / "other").exists()
+    assert HUEY.pending_count() == 0
+
+
+def test_createdb_on_a_server_given_by_url_and_its_retry(make_pg_database, server):
+    url = server.with_dbname("nw_cmdpg").url()
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="no --no-wait"):
+        call_command("createdb", "cmdpg", "--postgres-url", url, "--no-wait")
+    call_command(
+        "createdb", "cmdpg", "--seed", "starter@1", "--postgres-url", url, "--admin", "boss",
+        "--admin-password", ADMIN_PASSWORD, "--no-progress", stdout=out, stderr=io.StringIO(),
+    )  # fmt: skip
+    assert "postgresql:cmdpg" in out.getvalue()
+    entry = catalog.get("cmdpg")
+    assert entry is not None and entry.url.dbname == "nw_cmdpg"
+    assert _counts(entry.target) == (16, 14)
+    assert not (databases_dir() / "cmdpg" / PREPARING_MARKER).exists()
+    assert not (databases_dir() / "cmdpg" / progress.REQUEST_FILE).exists()
+    with pytest.raises(CommandError, match="exists already"):
+        call_command("createdb", "cmdpg", "--postgres-url", url, "--no-progress")
+
+
+def test_createdb_retry_of_a_url_build_needs_the_url_again(server, monkeypatch):
+    url = server.with_dbname("nw_cmdfail").url()
+    real = newdb.apply
+
+    def broken(*args, **kwargs):
+        raise newdb.BundleError("the disk said no")
+
+    monkeypatch.setattr(newdb, "apply", broken)
+    with pytest.raises(CommandError, match="the disk said no"):
+        call_command(
+            "createdb", "cmdfail", "--seed", "starter@1", "--postgres-url", url,
+            "--no-progress", stdout=io.StringIO(), stderr=io.StringIO(),
+        )  # fmt: skip
+    assert progress.status("cmdfail").state == "failed"
+    assert not {"nw_cmdfail", "nw_cmdfail__building"} & set(_databases(server))
+    # No password beside the database: the request records the URL without it.
+    request_file = (databases_dir() / "cmdfail" / progress.REQUEST_FILE).read_text()
+    assert server.password not in request_file and "nw_cmdfail" in request_file
+    monkeypatch.setattr(newdb, "apply", real)
+    with pytest.raises(CommandError, match="--retry --postgres-url"):
+        call_command("createdb", "cmdfail", "--retry", "--no-progress", stderr=io.StringIO())
+    other = server.with_dbname("nw_elsewhere").url()
+    with pytest.raises(CommandError, match="--retry --postgres-url"):
+        call_command(
+            "createdb", "cmdfail", "--retry", "--postgres-url", other, "--no-progress",
+            stderr=io.StringIO(),
+        )  # fmt: skip
+    call_command(
+        "createdb", "cmdfail", "--retry", "--postgres-url", url, "--no-progress",
+        stdout=io.StringIO(), stderr=io.StringIO(),
+    )  # fmt: skip
+    assert progress.status("cmdfail").state == "ready"
+    assert _counts("postgresql:cmdfail") == (16, 14)
