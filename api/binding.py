@@ -1,10 +1,11 @@
 """Which database an API request works on: the one its URL names.
 
 `/api/v1/databases/{db}/…`: `{db}` is a catalog label (the folder name of
-databases/<label>/) or `current` (this browser session's selected database). The view binds
+databases/<label>/, or the label of a PostgreSQL database an operator registered:
+dbselect.catalog) or `current` (this browser session's selected database). The view binds
 the request to that database before it authenticates anybody, so a token is looked up in the
-file it belongs to and nowhere else: a token of database A on B's URL finds no match in B and
-gets 401.
+database it belongs to and nowhere else: a token of database A on B's URL finds no match in B
+and gets 401.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from django.http import HttpRequest
 from rest_framework import status
 
 from api.errors import ApiError, fault_error
-from dbselect import engines, session, state
+from dbselect import catalog, engines, session, state
+from dbselect.catalog import postgres
 from dbselect.conf import get_config
 from dbselect.engines import gate
 from dbselect.files.schema import SchemaState
@@ -73,6 +75,11 @@ def target_for(request: HttpRequest, db: str) -> str:
         marker = preparing(os.path.dirname(path))
         if marker is not None:
             raise being_prepared(db, marker)
+        # A PostgreSQL database of the catalog: its engine when cached (a removal reaches it
+        # through the dispose feed), else the catalog itself.
+        registered = catalog.target_for(db)
+        if engines.get(registered) is not None or catalog.get(db) is not None:
+            return registered
     raise ApiError(
         "unknown_database",
         f"No database is labelled {db!r} in this server's catalog.",
@@ -138,9 +145,9 @@ def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundData
         # An engine registered but never validated (at start-up, or by a migration request
         # on a database that needs migration) is inspected here too: engines.open would
         # refuse such a database outright, and its migration endpoint could never be reached.
-        if cached is None or cached.identity is None:
+        if cached is None or not _validated(cached):
             try:
-                info = inspect_database(target)
+                info = _inspect(target)
             except ValidationFailed as exc:
                 raise engines.DatabaseUnavailable(exc.reason) from None
             if info.state is SchemaState.NEEDS_MIGRATION and up_to_date:
@@ -162,6 +169,23 @@ def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundData
         raise fault_error(exc) from None  # type: ignore[misc]
     state.activate(engine.alias)
     return BoundDatabase(name=db, target=target, engine=engine, pending=pending)
+
+
+def _validated(engine: engines.Engine) -> bool:
+    """Return True when the engine was validated since it was registered."""
+    return engine.identity is not None if engine.is_file else engine.validated
+
+
+def _inspect(target: str) -> DatabaseInfo:
+    """Validate a file or a PostgreSQL database of the catalog, read-only."""
+    if not catalog.is_target(target):
+        return inspect_database(target)
+    entry = catalog.entry_for_target(target)
+    if entry is None:
+        raise ValidationFailed(
+            "This PostgreSQL database is no longer in the catalog (an operator removed it)."
+        )
+    return postgres.inspect(target, entry.url)
 
 
 # Apps whose tables a sign-in reads or writes (users, their groups, tokens).

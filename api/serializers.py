@@ -70,7 +70,19 @@ class CatalogProgressSerializer(serializers.Serializer):
 class CatalogEntrySerializer(serializers.Serializer):
     label = serializers.CharField()
     display_name = serializers.CharField()
-    size = serializers.IntegerField(allow_null=True)
+    # Not a ChoiceField: its enum would collide with the snapshots' `kind` in the schema.
+    kind = serializers.CharField(
+        help_text="sqlite: a file under databases/<label>/; postgresql: a PostgreSQL database "
+        "an operator registered (manage.py catalog add).",
+    )
+    location = serializers.CharField(
+        allow_null=True,
+        help_text="A PostgreSQL database's host:port/dbname (never its user or password); "
+        "null for a file.",
+    )
+    size = serializers.IntegerField(
+        allow_null=True, help_text="Bytes of the file; null for a PostgreSQL database."
+    )
     modified = serializers.DateTimeField(allow_null=True)
     state = serializers.ChoiceField(
         choices=["up_to_date", "needs_migration", "newer", "invalid", "preparing", "not_ready"],
@@ -175,12 +187,21 @@ class EngineWorkerUseSerializer(serializers.Serializer):
 
 
 class EngineSerializer(serializers.Serializer):
-    """One database file cached by one or more worker processes."""
+    """One database (a file or a PostgreSQL database) cached by one or more worker processes."""
 
-    path = serializers.CharField()
+    path = serializers.CharField(
+        help_text="A file's path, or postgresql:<label> for a PostgreSQL database (what "
+        "engines/dispose takes)."
+    )
+    kind = serializers.CharField(help_text="sqlite or postgresql.")
+    location = serializers.CharField(
+        allow_blank=True,
+        help_text="A file's path, or a PostgreSQL database's URL without its password "
+        "(empty when it is no longer in the catalog).",
+    )
     alias = serializers.CharField()
     display_name = serializers.CharField()
-    journal_mode = serializers.CharField()
+    journal_mode = serializers.CharField(help_text="Empty for a PostgreSQL database.")
     network = serializers.BooleanField()
     first_used = serializers.DateTimeField()
     last_used = serializers.DateTimeField()

@@ -25,18 +25,13 @@ from tests.helpers import messages_of, select, sign_in
 PASSWORD = "s3cret-Catalog-pw"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _postgres_accepting(postgres_server) -> None:
-    """The server listens before it accepts sessions ("the database system is starting up")."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            psycopg.connect(postgres_server.extra["url"], connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+@pytest.fixture(autouse=True)
+def _forget_postgres_engines():
+    """Labels come back in later tests with other databases: their engines must not stay."""
+    yield
+    for engine in engines.all():
+        if not engine.is_file:
+            engines.dispose(engine.target)
 
 
 @pytest.fixture

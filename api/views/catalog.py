@@ -1,4 +1,5 @@
-"""GET /api/v1/databases/: the catalog, as the selector lists it."""
+"""GET /api/v1/databases/: the catalog, as the selector lists it (files and PostgreSQL
+databases registered by operators)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,21 @@ from rest_framework.views import APIView
 
 from api import binding
 from api.serializers import CatalogEntrySerializer
-from dbselect import scanner
+from dbselect import catalog, scanner
 from dbselect.files.schema import SchemaState
 
 
 def _entry(db: scanner.ScannedDatabase) -> dict[str, object]:
-    try:
-        st = os.stat(db.path)
-        size: int | None = st.st_size
-        modified = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC)
-    except OSError:
-        size, modified = None, None
+    size: int | None = None
+    modified: datetime.datetime | None = None
+    if db.kind != catalog.KIND and db.path:
+        # A file; a PostgreSQL database has no file to stat (its `path` is its target).
+        try:
+            st = os.stat(db.path)
+            size = st.st_size
+            modified = datetime.datetime.fromtimestamp(st.st_mtime, datetime.UTC)
+        except OSError:
+            pass
     progress = None
     if db.preparing is not None:
         # Being built (provisioning): no file yet, its progress instead.
@@ -41,6 +46,10 @@ def _entry(db: scanner.ScannedDatabase) -> dict[str, object]:
     return {
         "label": db.label,
         "display_name": db.display_name,
+        "kind": db.kind,
+        # Where a PostgreSQL database lives, as the selector shows it (host:port/dbname: no
+        # user name, no password); null for a file.
+        "location": (db.location or None) if db.kind == catalog.KIND else None,
         "size": size,
         "modified": modified,
         "state": state,
@@ -50,7 +59,8 @@ def _entry(db: scanner.ScannedDatabase) -> dict[str, object]:
 
 
 class CatalogView(APIView):
-    """The databases of this server's catalog (databases/<label>/), with their state.
+    """The databases of this server's catalog (databases/<label>/ and the PostgreSQL databases
+    registered by operators), with their state.
 
     Visible to anyone who can see the selector: no sign-in needed.
     """

@@ -58,6 +58,8 @@ def overview_data(data: admin_table.Overview) -> dict[str, Any]:
         "engines": [
             {
                 "path": e.path,
+                "kind": e.kind,
+                "location": e.location,
                 "alias": e.alias,
                 "display_name": e.display_name,
                 "journal_mode": e.journal_mode,

@@ -19,7 +19,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from audit import log as audit_log
-from dbselect import engines, state
+from dbselect import catalog, engines, state
 from dbselect.conf import setting
 from dbselect.engines import observe, slow_queries
 from dbselect.engines import workers as engine_worker
@@ -64,6 +64,16 @@ class EngineRow:
     # (dbselect.engines.observe.settings_in_force), as a worker that has connected saw them.
     settings: dict[str, Any] = field(default_factory=dict)
     slow_queries: list[dict[str, Any]] = field(default_factory=list)
+    # "sqlite", or "postgresql" for a catalog entry (`path` is then its target).
+    kind: str = "sqlite"
+    # A PostgreSQL database's redacted URL and host:port/dbname ("" when no longer in the
+    # catalog); a file's path is `path`.
+    location: str = ""
+    server: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "sqlite"
 
     @property
     def journal(self) -> str:
@@ -172,6 +182,23 @@ def _merge_settings(known: dict[str, Any], seen: dict[str, Any] | None) -> dict[
     return known
 
 
+class _CatalogLocations:
+    """Where the PostgreSQL databases of the catalog live, as people may see it (redacted
+    URL, host:port/dbname); the catalog is read once per table, and only when one is listed."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, str]] | None = None
+
+    def __call__(self, target: str) -> tuple[str, str]:
+        if self._known is None:
+            try:
+                listed = catalog.entries()
+            except Exception:  # the catalog's Redis is down: the table is shown all the same
+                listed = []
+            self._known = {e.target: (e.redacted_url, e.url.server()) for e in listed}
+        return self._known.get(target, ("", ""))
+
+
 def overview(wait: float | None = None, since: float | None = None) -> Overview:
     """Return the merged engine table of every worker process, with session counts."""
     reports, missing, asked = collect(wait, since)
@@ -180,6 +207,7 @@ def overview(wait: float | None = None, since: float | None = None) -> Overview:
     slow: dict[str, list[list[dict[str, Any]]]] = {}
     by_path: dict[str, EngineRow] = {}
     workers: list[WorkerRow] = []
+    locations = _CatalogLocations()
     for rep in reports:
         data = rep.data
         engines = data.get("engines", [])
@@ -215,6 +243,11 @@ def overview(wait: float | None = None, since: float | None = None) -> Overview:
                     last_used=item["last_used"],
                     sessions=sessions.for_path(item["path"]),
                 )
+                if catalog.is_target(row.path):
+                    row.kind = catalog.KIND
+                    row.location, row.server = locations(row.path)
+                else:
+                    row.location = row.path
             row.settings = _merge_settings(row.settings, item.get("settings"))
             row.first_used = min(row.first_used, item["first_used"])
             row.last_used = max(row.last_used, item["last_used"])
