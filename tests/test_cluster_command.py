@@ -179,3 +179,16 @@ def test_start_refuses_a_taken_balancer_port(cluster_env):
     assert "CLUSTER_PORT=" in started.stderr
     plan = control.Plan(Path(cluster_env["NUKEWORKS_INSTANCE_DIR"]))
     assert not plan.state_file.exists()
+
+
+def test_a_failed_start_stops_what_it_had_started(cluster_env):
+    """PostgreSQL and Redis run when manage.py fails: both are stopped, nothing is recorded."""
+    broken = {**cluster_env, "DB_CONN_MAX_AGE": "not-a-number"}  # every manage.py fails
+    started = _cluster(broken, "start")
+    assert started.returncode == 1, started.stdout + started.stderr
+    assert "starting failed: stopping what was started" in started.stdout
+    assert "postgresql" in started.stdout and "redis" in started.stdout
+    plan = control.Plan(Path(cluster_env["NUKEWORKS_INSTANCE_DIR"]))
+    assert not plan.state_file.exists()
+    for variable in ("CLUSTER_POSTGRES_PORT", "CLUSTER_REDIS_PORT"):
+        assert control.port_free(int(cluster_env[variable]))

@@ -408,7 +408,11 @@ def register_catalog(env: dict[str, str], url: str, port: int, say: Callable[[st
     """Register the PostgreSQL database as the catalog entry `cluster`, migrate it, give it an
     admin (whose password ensureadmin prints once). Return False when the project has no
     `manage.py catalog` yet."""
-    if manage(env, "help", "catalog").returncode:
+    helped = manage(env, "help", "catalog")
+    if helped.returncode and "Unknown command" not in helped.stderr:
+        detail = environments.mask_credentials(helped.stderr.strip()[-1500:])
+        raise ClusterError(f"manage.py does not run in the cluster's environment: {detail}")
+    if helped.returncode:
         say(
             "note: this NukeWorks has no `manage.py catalog` yet: the PostgreSQL database "
             f"{PG_DATABASE} exists on 127.0.0.1:{port} but is not in the catalog"
