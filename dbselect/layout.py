@@ -7,7 +7,7 @@ layout from this module, so neither imports the other's internals.
     <folder>/snapshots/                          its snapshots (shared by the folder's files)
     databases/<label>/payloads/<aa>/<sha256>     its attachments' content (payloads app)
     <folder>/<name>.payloads/<aa>/<sha256>       ... of a file outside databases/<label>/
-    <folder>/snapshots/<label>-YYYYmmdd-HHMMSS-<8 hex>.sqlite
+    <folder>/snapshots/<label>-YYYYmmdd-HHMMSS-<8 hex>.sqlite   (.pgdump: a PostgreSQL one)
     <folder>/.preparing.json                     a database being built (see below)
     <folder>/.preparing.lock                     flock()ed by its builder while at work
     databases/.archive/<label>-<time>/           an archived database folder (never served)
@@ -38,10 +38,13 @@ from dbselect.files import locks
 
 SNAPSHOTS_FOLDER = "snapshots"
 SNAPSHOT_SUFFIX = ".sqlite"
+# A PostgreSQL database's snapshots are pg_dump archives (custom format), named alike.
+PG_SNAPSHOT_SUFFIX = ".pgdump"
 # Longest label in a snapshot file name (the label names the database, see snapshots.naming).
 MAX_LABEL = 40
 SNAPSHOT_NAME_PATTERN = re.compile(
-    r"^(?P<label>[A-Za-z0-9_-]{1,40})-(?P<stamp>\d{8}-\d{6})-(?P<id>[0-9a-f]{8})\.sqlite$"
+    r"^(?P<label>[A-Za-z0-9_-]{1,40})-(?P<stamp>\d{8}-\d{6})-(?P<id>[0-9a-f]{8})"
+    r"(?P<suffix>\.sqlite|\.pgdump)$"
 )
 
 

@@ -9,7 +9,9 @@ Two cases, one module:
   redirect instead of being run on another one;
 * a SQLite error met while binding or in the view (**faults**): locked longer than the busy
   timeout, read-only, disk full, too slow, under maintenance: a 503 page that says so and that
-  the change was not saved; an unusable file falls back as above.
+  the change was not saved; an unusable file falls back as above. A PostgreSQL database closed
+  for a moment by a restore or migration (on any app server) is under maintenance too, never
+  a reason to fall back.
 
 Errors that are bugs rather than faults (IntegrityError, a programming error) are left to
 Django's normal handling.
@@ -32,7 +34,8 @@ from django.urls import reverse
 from django.utils.http import escape_leading_slashes
 
 from audit import log as audit_log
-from dbselect import engines, session
+from dbselect import catalog, engines, session
+from dbselect.catalog import postgres
 from dbselect.conf import get_config
 from dbselect.engines import gate
 
@@ -64,6 +67,14 @@ def fall_back(
     Return the alias to continue with (exempt pages only), a redirect, or None (an exempt
     page with no database left).
     """
+    if _being_swapped(path, reason):
+        # A PostgreSQL database closed for a few milliseconds while a restore or migration
+        # swaps it (snapshots.pg): it is still this session's database. Never fall back
+        # (the request, possibly a write, would land on another database): refuse it.
+        logger.warning("database being swapped path=%r reason=%r", path, reason)
+        if exempt:
+            return None
+        return busy_page(request, Fault(FaultKind.MAINTENANCE, PG_MAINTENANCE))
     logger.warning("database unavailable path=%r reason=%r", path, reason)
     previous = request.session.get(session.PREVIOUS_PATH)
     failed_name = session.selected_name(request) or path
@@ -105,6 +116,34 @@ def fall_back(
     return None if exempt else to_selector(request)
 
 
+# What dbselect.catalog.postgres.describe_error says of a database that refuses connections.
+PG_RESTORING = "An administrator is restoring this PostgreSQL database"
+
+
+def _being_swapped(path: str, reason: str) -> bool:
+    """Return True when the PostgreSQL database `path` is only closed for a moment.
+
+    A restore or migration closes it to new connections, then renames it and its replacement
+    in one transaction (snapshots.pg): a connection attempt meanwhile is refused ("not
+    currently accepting connections"), or, in the instant of the rename, told that the
+    database "does not exist". The second case is told from a database really gone by asking
+    the server whether it exists now.
+    """
+    if not catalog.is_target(path):
+        return False
+    if PG_RESTORING in reason:
+        return True
+    if "does not exist" not in reason:
+        return False
+    entry = catalog.entry_for_target(path)
+    if entry is None:
+        return False
+    try:
+        return postgres.database_exists(entry.url, entry.url.dbname)
+    except Exception:  # the server cannot say: not a swap we can vouch for
+        return False
+
+
 # -- faults met while binding or in the view -----------------------------------
 
 BUSY_TEMPLATE = "dbselect/busy.html"
@@ -143,8 +182,17 @@ _BY_CODE = {
     14: FaultKind.UNUSABLE,  # SQLITE_CANTOPEN
     26: FaultKind.UNUSABLE,  # SQLITE_NOTADB
 }
-# Used when the driver gives no result code: the texts SQLite puts in its messages.
+# Used when the driver gives no result code: the texts SQLite puts in its messages, and
+# (first, so no database name inside them matches another rule) PostgreSQL's for a database
+# closed for a moment by a restore or migration on any app server (snapshots.pg): its
+# sessions are ended (the transaction rolled back) and new ones refused until the swap ends.
+_PG_MAINTENANCE_TEXTS = (
+    "is not currently accepting connections",
+    "terminating connection due to administrator command",
+    "it seems to have just been dropped or renamed",
+)
 _BY_TEXT = (
+    *((text, FaultKind.MAINTENANCE) for text in _PG_MAINTENANCE_TEXTS),
     ("locked", FaultKind.BUSY),
     ("busy", FaultKind.BUSY),
     ("readonly", FaultKind.READ_ONLY),
@@ -198,6 +246,8 @@ def _describe(kind: FaultKind, message: str) -> str:
             f"The database took longer than {limit:g} seconds to answer, so the request was "
             "stopped (a very large query, or a trigger inside the file)."
         )
+    if kind is FaultKind.MAINTENANCE and message:
+        return PG_MAINTENANCE
     if kind is FaultKind.MAINTENANCE:
         wait = float(get_config()["MAINTENANCE_WAIT"])
         return (
@@ -205,6 +255,12 @@ def _describe(kind: FaultKind, message: str) -> str:
             f"for more than {wait:g} seconds."
         )
     return f"The database file became unreadable while in use ({message})."
+
+
+PG_MAINTENANCE = (
+    "An administrator is restoring or migrating this database right now; it is closed to "
+    "every server for a moment."
+)
 
 
 def _unsaved_note(request: HttpRequest) -> str:

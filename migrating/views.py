@@ -40,13 +40,8 @@ def apply_migrations(request: HttpRequest) -> HttpResponse:
     except (service.MigrationRefused, service.MigrationInProgress) as exc:
         return refused(request, str(exc), status=409)
     except service.MigrationFailed as exc:
-        kept = (
-            f" The database was restored from the snapshot {exc.snapshot.name}; nothing was lost."
-            if exc.restored and exc.snapshot
-            else " Restoring the snapshot failed too: the snapshot is kept in the snapshots folder."
-        )
         # 422: the request was understood and handled, but the migration could not be done.
-        return refused(request, f"Migration failed: {exc.reason}.{kept}", status=422)
+        return refused(request, f"Migration failed: {exc.reason}. {exc.outcome}", status=422)
     if outcome.already_current:
         messages.info(request, "This database was already brought up to date by someone else.")
     else:

@@ -11,9 +11,11 @@ entry of the folder is a snapshot only when it is
   descriptor (so it cannot be swapped for a link between the check and the read), its resolved
   path must lie in the folder, and only then is a readable descriptor opened, through
   /proc/self/fd, of exactly that inode;
-- a SQLite file (its 100-byte header is checked). Snapshot files are never live databases, so
-  reading their header raw is safe; a file this process works on (a hard link of a live
-  database, see dbselect.engines.live_files) is refused before any readable descriptor of it exists;
+- a SQLite file (its 100-byte header is checked), or, for a `.pgdump` snapshot of a
+  PostgreSQL database, a pg_dump custom-format archive (its `PGDMP` magic). Snapshot files
+  are never live databases, so reading their header raw is safe; a file this process works on
+  (a hard link of a live database, see dbselect.engines.live_files) is refused before any
+  readable descriptor of it exists;
 - described by a matching sidecar: a regular file `<name>.json` recording this name, this size
   and a SHA-256 (which a restore verifies).
 
@@ -43,9 +45,11 @@ MAX_SIDECAR_BYTES = 64 * 1024
 # Files of snapshots being written right now (sqlite_copy's partial copies and their journals,
 # metadata's temporary sidecars): not reported, they come and go with every create.
 _WORKING_FILE = re.compile(
-    r"^\.(?P<name>[A-Za-z0-9_-]{1,40}-\d{8}-\d{6}-[0-9a-f]{8}\.sqlite)"
+    r"^\.(?P<name>[A-Za-z0-9_-]{1,40}-\d{8}-\d{6}-[0-9a-f]{8}\.(?:sqlite|pgdump))"
     r"(?:\.[0-9a-f]{8}\.partial(?:-journal|-wal)?|\.json\.tmp)$"
 )
+# The first bytes of a pg_dump custom-format archive.
+PG_DUMP_MAGIC = b"PGDMP"
 # Characters of a file name shown on a page before it is cut (names can be 255 bytes).
 MAX_SHOWN_NAME = 120
 
@@ -183,10 +187,14 @@ def inspect(folder: Path, name: str, *, keep_open: bool = False) -> tuple[Snapsh
     """
     fd, st = open_regular(folder, name)
     try:
-        try:
-            parse_header(os.pread(fd, HEADER_SIZE, 0), st.st_size)
-        except ValidationFailed:
-            raise NotASnapshot("not a SQLite file") from None
+        if name.endswith(naming.PG_SUFFIX):
+            if os.pread(fd, len(PG_DUMP_MAGIC), 0) != PG_DUMP_MAGIC:
+                raise NotASnapshot("not a pg_dump archive")
+        else:
+            try:
+                parse_header(os.pread(fd, HEADER_SIZE, 0), st.st_size)
+            except ValidationFailed:
+                raise NotASnapshot("not a SQLite file") from None
         data = _read_sidecar(folder, name)
         problem = metadata.sidecar_problem(data, name, st.st_size)
         if problem:

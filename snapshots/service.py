@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import psycopg
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connections
 from django.http import HttpRequest
@@ -26,7 +28,8 @@ from django.utils.dateparse import parse_datetime
 
 from audit import log as audit_log
 from audit.models import AuditEntry
-from dbselect import engines, signals
+from dbselect import catalog, engines, signals
+from dbselect.catalog import postgres
 from dbselect.engines import gate
 from dbselect.files.paths import sqlite_uri
 from dbselect.files.schema import SchemaState
@@ -34,7 +37,7 @@ from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.layout import snapshot_dir_for
 from payloads import references
 from snapshots import folder as folder_content
-from snapshots import metadata, naming, retention
+from snapshots import metadata, naming, pg, retention
 from snapshots.errors import SnapshotBusy, SnapshotError, SnapshotIgnored, SnapshotNotFound
 from snapshots.folder import Ignored
 from snapshots.locks import folder_lock
@@ -84,11 +87,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RestoreResult:
-    """A finished restore: what was restored and the safety snapshot taken just before."""
+    """A finished restore: what was restored and the safety snapshot taken just before.
+
+    For a PostgreSQL database the safety snapshot is dumped from the replaced database right
+    after the swap; should that fail, `safety` is None and the replaced database is kept on
+    its server as `kept_database` (nothing is lost, an operator dumps or drops it).
+    `downtime` is how long (seconds) the database refused every client during the swap.
+    """
 
     restored: Snapshot
-    safety: Snapshot
+    safety: Snapshot | None
     carried_audit_entries: int
+    kept_database: str = ""
+    downtime: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,12 +111,30 @@ class FolderScan:
 
 
 def folder_for(database: str) -> Path:
-    """Return the snapshots folder of a database."""
-    return snapshot_dir_for(database)
+    """Return the snapshots folder of a database.
+
+    A PostgreSQL database of the catalog has no file whose folder would already exist: its
+    folder, databases/<label>/, is made here when missing (its snapshots/ is made by the
+    folder lock, as for a file).
+    """
+    folder = snapshot_dir_for(database)
+    if catalog.is_target(database):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _alias(database: str) -> str:
     return engines.register(database).alias
+
+
+def _entry(database: str) -> catalog.CatalogEntry:
+    """Return the catalog entry of a PostgreSQL target; SnapshotError when it is gone."""
+    entry = catalog.entry_for_target(database)
+    if entry is None:
+        raise SnapshotError(
+            "This PostgreSQL database is no longer in the catalog (an operator removed it)."
+        )
+    return entry
 
 
 def clean_note(note: object) -> str:
@@ -136,11 +165,10 @@ def scan_folder(database: str) -> FolderScan:
     that is not a snapshot at all (snapshots.folder) is reported as ignored.
     """
     content = folder_content.scan(folder_for(database))
-    label = naming.label_for(database)
     found = [
         s
         for s in content.snapshots
-        if naming.is_snapshot_name(s.name, label) and not _of_another_database(s, database)
+        if naming.is_snapshot_of(s.name, database) and not _of_another_database(s, database)
     ]
     found.sort(key=lambda s: (s.created_at, s.name), reverse=True)
     return FolderScan(found, content.ignored)
@@ -158,7 +186,7 @@ def _inspect(database: str, name: str, *, keep_open: bool) -> tuple[Snapshot, in
     (a SnapshotNotFound) for an entry of the folder that is not a snapshot (a link, a FIFO, a
     file without sidecar…), SnapshotError when the folder cannot be read.
     """
-    if not naming.is_snapshot_name(str(name), naming.label_for(database)):
+    if not naming.is_snapshot_of(str(name), database):
         raise SnapshotNotFound("There is no such snapshot of this database.")
     folder = folder_for(database)
     try:
@@ -240,26 +268,24 @@ def _audit_failure(
     )
 
 
-def _create(
-    database: str,
-    *,
-    kind: str,
-    note: str,
-    username: str,
-    progress: Progress | None,
-) -> Snapshot:
-    """Take a snapshot (the caller holds the folder lock)."""
-    folder = folder_for(database)
-    label = naming.label_for(database)
-    started = datetime.now(UTC)
+@dataclass(frozen=True)
+class _Copied:
+    """A snapshot file written and flushed, and what its moment held."""
+
+    path: Path
+    size: int
+    sha256: str
+    schema_state: str
+    display_name: str
+    payloads: tuple[str, ...]
+
+
+def _copy_file(database: str, target: Path, progress: Progress | None) -> _Copied:
+    """Copy the live SQLite file `database` to `target` (snapshots.sqlite_copy)."""
     try:
-        folder.mkdir(exist_ok=True)
-        target = folder / naming.new_name(label, started)
         copied = copy_database(database, target, progress=progress)
     except CopyFailed as exc:
         raise SnapshotError(str(exc)) from exc
-    except OSError as exc:
-        raise SnapshotError(f"The snapshots folder cannot be written: {exc.strerror}.") from exc
     try:
         info = inspect_database(str(copied.path))
         schema_state, display_name = info.state.value, info.display_name or ""
@@ -271,12 +297,62 @@ def _create(
         payloads = tuple(sorted(references.referenced_in_file(copied.path)))
     except sqlite3.Error as exc:
         logger.error("snapshot payload references not read: %s %s", copied.path, exc)
-        for leftover in (copied.path,):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        with contextlib.suppress(OSError):
+            copied.path.unlink()
         raise SnapshotError(
             f"The snapshot's attachment list could not be read ({exc}); it was discarded."
         ) from exc
+    return _Copied(copied.path, copied.size, copied.sha256, schema_state, display_name, payloads)
+
+
+def _dump_postgres(
+    database: str, target: Path, progress: Progress | None, source_dbname: str | None
+) -> _Copied:
+    """pg_dump the PostgreSQL database of `database` (or its server's `source_dbname`)."""
+    url = _entry(database).url
+    if source_dbname is not None:
+        url = url.with_dbname(source_dbname)
+    try:
+        dumped = pg.dump(url, target, target=database, progress=progress)
+    except pg.PgFailed as exc:
+        raise SnapshotError(str(exc)) from exc
+    info = dumped.info
+    return _Copied(
+        dumped.path,
+        dumped.size,
+        dumped.sha256,
+        info.state.value if info else "",
+        (info.display_name or "") if info else "",
+        dumped.payloads,
+    )
+
+
+def _create(
+    database: str,
+    *,
+    kind: str,
+    note: str,
+    username: str,
+    progress: Progress | None,
+    source_dbname: str | None = None,
+) -> Snapshot:
+    """Take a snapshot (the caller holds the folder lock).
+
+    A PostgreSQL database is dumped with pg_dump (snapshots.pg); `source_dbname` dumps another
+    database of its server in its name instead (the one a restore just replaced).
+    """
+    folder = folder_for(database)
+    label = naming.label_for(database)
+    started = datetime.now(UTC)
+    try:
+        folder.mkdir(exist_ok=True)
+        target = folder / naming.new_name(label, started, naming.suffix_for(database))
+        if catalog.is_target(database):
+            copied = _dump_postgres(database, target, progress, source_dbname)
+        else:
+            copied = _copy_file(database, target, progress)
+    except OSError as exc:
+        raise SnapshotError(f"The snapshots folder cannot be written: {exc.strerror}.") from exc
     snapshot = Snapshot(
         name=copied.path.name,
         path=copied.path,
@@ -287,9 +363,9 @@ def _create(
         kind=kind,
         sha256=copied.sha256,
         source_path=database,
-        source_display_name=display_name,
-        schema_state=schema_state,
-        payloads=payloads,
+        source_display_name=copied.display_name,
+        schema_state=copied.schema_state,
+        payloads=copied.payloads,
     )
     try:
         metadata.write_sidecar(snapshot)
@@ -415,6 +491,11 @@ def verify_restorable(snapshot: Snapshot, fd: int, *, allow_old_schema: bool) ->
             f"The snapshot {snapshot.name} cannot be restored: {exc.reason} "
             "The database was not changed."
         ) from None
+    refuse_schema(snapshot, state, allow_old_schema=allow_old_schema)
+
+
+def refuse_schema(snapshot: Snapshot, state: SchemaState, *, allow_old_schema: bool) -> None:
+    """Refuse a snapshot whose schema (`state`, against the code) cannot be restored here."""
     if state is SchemaState.UP_TO_DATE or (
         allow_old_schema and state is SchemaState.NEEDS_MIGRATION
     ):
@@ -520,63 +601,35 @@ def restore_snapshot(
 ) -> RestoreResult:
     """Bring `database` back to snapshot `name`, after taking a safety snapshot of it.
 
-    The snapshot is verified first (quick_check, its recorded SHA-256, its schema against the
-    code); a snapshot that fails leaves the database untouched. The content is written into the
-    live file through SQLite's backup API in one transaction (never by replacing the file under
-    open connections), then every cached connection to it is closed.
+    The snapshot is verified first (its recorded SHA-256, then quick_check and its schema
+    against the code for a file, `pg_restore --list` and a restore into a fresh database for
+    PostgreSQL); a snapshot that fails leaves the database untouched. A file's content is
+    written into the live file through SQLite's backup API in one transaction (never by
+    replacing the file under open connections); a PostgreSQL database is swapped with the
+    freshly restored one (see _restore_postgres). Then every cached connection to it is closed.
     """
     alias = _alias(database)
     try:
-        # First the gate (no request works on the database until the restore is over), then
-        # the folder: a request taking a snapshot holds the gate while it waits for the folder.
-        with (
-            _maintenance(database),
-            folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT),
-            contextlib.ExitStack() as stack,
-        ):
-            snapshot, fd = _inspect(database, name, keep_open=True)
-            assert fd is not None
-            stack.callback(os.close, fd)
-            verify_restorable(snapshot, fd, allow_old_schema=allow_old_schema)
-            safety = _create(
+        if catalog.is_target(database):
+            result = _restore_postgres(
                 database,
-                kind=Kind.SAFETY,
-                note=f"Automatic safety snapshot before restoring {snapshot.name}",
-                username=username,
-                progress=None,
-            )
-            _audit(
-                "snapshot.create",
+                name,
                 alias,
-                safety,
-                request=request,
                 username=username,
-                detail=f"kind=safety size={safety.size} sha256={safety.sha256}",
+                request=request,
+                progress=progress,
+                allow_old_schema=allow_old_schema,
             )
-            carried = _audit_since(alias, _latest_audit_time(snapshot.path))
-            # This thread's own connection must not hold a transaction during the restore.
-            connections[alias].close()
-            # SQLite opens the snapshot by its name: it must still be the file verified above
-            # (a link put in its place meanwhile is refused; the window left is this call).
-            if not folder_content.is_still(snapshot.path, fd):
-                raise SnapshotError(
-                    f"The snapshot {snapshot.name} was replaced while it was being restored. "
-                    f"The database was not changed; the safety snapshot {safety.name} holds "
-                    "it as it is."
-                )
-            try:
-                _restore_into(snapshot.path, database, progress=progress)
-            except CopyFailed as exc:
-                raise SnapshotError(
-                    f"{exc} The safety snapshot {safety.name} holds the database as it was."
-                ) from exc
-            finally:
-                engines.dispose(database)
-            try:
-                _carry_audit(alias, carried)
-            except DatabaseError as exc:
-                # The restore itself succeeded; the entries remain in the safety snapshot.
-                logger.error("audit entries not carried over after restore: %s", exc)
+        else:
+            result = _restore_file(
+                database,
+                name,
+                alias,
+                username=username,
+                request=request,
+                progress=progress,
+                allow_old_schema=allow_old_schema,
+            )
     except (SnapshotError, DatabaseError) as exc:
         _audit_failure(
             "snapshot.restore",
@@ -589,6 +642,15 @@ def restore_snapshot(
         if isinstance(exc, DatabaseError):
             raise SnapshotError(f"The restore could not be completed: {exc}") from exc
         raise
+    snapshot = result.restored
+    if result.safety is not None:
+        safety = f"safety snapshot {result.safety.name}"
+    else:
+        safety = (
+            "SAFETY SNAPSHOT FAILED: the database as it was is kept on its server as "
+            f"{result.kept_database}"
+        )
+    downtime = f"; closed to clients for {result.downtime:.3f} s" if result.downtime else ""
     _audit(
         "snapshot.restore",
         alias,
@@ -596,12 +658,289 @@ def restore_snapshot(
         request=request,
         username=username,
         detail=(
-            f"safety snapshot {safety.name}; snapshot taken {snapshot.created_at.isoformat()}; "
-            f"{len(carried)} later audit entries carried over"
+            f"{safety}; snapshot taken {snapshot.created_at.isoformat()}; "
+            f"{result.carried_audit_entries} later audit entries carried over{downtime}"
         ),
     )
     logger.info("snapshot restored database=%s snapshot=%s", database, snapshot.name)
-    return RestoreResult(snapshot, safety, len(carried))
+    return result
+
+
+def _restore_file(
+    database: str,
+    name: str,
+    alias: str,
+    *,
+    username: str,
+    request: HttpRequest | None,
+    progress: Progress | None,
+    allow_old_schema: bool,
+) -> RestoreResult:
+    """Restore a SQLite file: safety snapshot, then the snapshot written into the live file."""
+    # First the gate (no request works on the database until the restore is over), then
+    # the folder: a request taking a snapshot holds the gate while it waits for the folder.
+    with (
+        _maintenance(database),
+        folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT),
+        contextlib.ExitStack() as stack,
+    ):
+        snapshot, fd = _inspect(database, name, keep_open=True)
+        assert fd is not None
+        stack.callback(os.close, fd)
+        verify_restorable(snapshot, fd, allow_old_schema=allow_old_schema)
+        safety = _create(
+            database,
+            kind=Kind.SAFETY,
+            note=f"Automatic safety snapshot before restoring {snapshot.name}",
+            username=username,
+            progress=None,
+        )
+        _audit_safety(alias, safety, request=request, username=username)
+        carried = _audit_since(alias, _latest_audit_time(snapshot.path))
+        # This thread's own connection must not hold a transaction during the restore.
+        connections[alias].close()
+        # SQLite opens the snapshot by its name: it must still be the file verified above
+        # (a link put in its place meanwhile is refused; the window left is this call).
+        if not folder_content.is_still(snapshot.path, fd):
+            raise SnapshotError(
+                f"The snapshot {snapshot.name} was replaced while it was being restored. "
+                f"The database was not changed; the safety snapshot {safety.name} holds "
+                "it as it is."
+            )
+        try:
+            _restore_into(snapshot.path, database, progress=progress)
+        except CopyFailed as exc:
+            raise SnapshotError(
+                f"{exc} The safety snapshot {safety.name} holds the database as it was."
+            ) from exc
+        finally:
+            engines.dispose(database)
+        carried_count = _carry_audit_logged(alias, carried)
+    return RestoreResult(snapshot, safety, carried_count)
+
+
+def _audit_safety(
+    alias: str, safety: Snapshot, *, request: HttpRequest | None, username: str
+) -> None:
+    _audit(
+        "snapshot.create",
+        alias,
+        safety,
+        request=request,
+        username=username,
+        detail=f"kind=safety size={safety.size} sha256={safety.sha256}",
+    )
+
+
+def _carry_audit_logged(alias: str, carried: list[dict]) -> int:
+    """Carry audit entries into the restored database; return how many were carried."""
+    try:
+        _carry_audit(alias, carried)
+    except DatabaseError as exc:
+        # The restore itself succeeded; the entries remain in the safety snapshot.
+        logger.error("audit entries not carried over after restore: %s", exc)
+    return len(carried)
+
+
+_AUDIT_FIELDS = (
+    "created_at",
+    "username",
+    "user_id",
+    "action",
+    "target",
+    "outcome",
+    "detail",
+    "remote_addr",
+)
+
+
+def _verify_archive(snapshot: Snapshot, fd: int, url: catalog.PostgresURL) -> None:
+    """Refuse an altered or unreadable pg_dump archive before anything is touched."""
+    if sha256_of_descriptor(fd) != snapshot.sha256:
+        raise SnapshotError(
+            f"The snapshot {snapshot.name} no longer matches the checksum recorded when it was "
+            "taken; it was altered or damaged and cannot be restored. The database was not "
+            "changed."
+        )
+    try:
+        pg.check_archive(fd, url)
+    except pg.PgFailed as exc:
+        raise SnapshotError(
+            f"The snapshot {snapshot.name} is damaged and cannot be restored ({exc}). "
+            "The database was not changed."
+        ) from None
+
+
+@contextlib.contextmanager
+def _server_lock(url: catalog.PostgresURL) -> Iterator[psycopg.Connection]:
+    """Hold the server-wide lock of the database's restores and migrations (snapshots.pg).
+
+    The calling request first stops holding its own database's gate: waiting for the lock
+    while holding it could keep another server thread's swap waiting at the gate.
+    """
+    gate.leave_all()
+    try:
+        with pg.maintenance_lock(url, LOCK_TIMEOUT) as conn:
+            yield conn
+    except pg.PgBusy as exc:
+        raise SnapshotBusy(str(exc)) from None
+    except pg.PgFailed as exc:
+        raise SnapshotError(f"{exc} The database was not changed.") from None
+
+
+def _restore_postgres(
+    database: str,
+    name: str,
+    alias: str,
+    *,
+    username: str,
+    request: HttpRequest | None,
+    progress: Progress | None,
+    allow_old_schema: bool,
+) -> RestoreResult:
+    """Restore a PostgreSQL database: into a fresh database, then swap (snapshots.pg).
+
+    1. The archive is verified (SHA-256, `pg_restore --list`) and restored into
+       `<db>__restore_<stamp>` while the live database keeps serving; its schema is checked.
+    2. The swap, for milliseconds: this server's requests wait at the gate, every other
+       server's sessions are ended and refused (a 503 that says nothing was saved); the live
+       database is renamed `<db>__pre_<stamp>`, the restored one takes its name, in one
+       transaction. Nothing can be written to the old database after it was closed, so it
+       holds exactly the last acknowledged state.
+    3. The old database is dumped as the safety snapshot, its audit entries newer than the
+       snapshot are carried into the restored one, and only then is it dropped. If its dump
+       fails it is kept on the server and the result says so.
+    A failure before the swap commits leaves the live database as it was, open to clients.
+    """
+    url = _entry(database).url
+    live = url.dbname
+    scratch = pg.work_name(live, "restore")
+    old = pg.work_name(live, "pre")
+    table = AuditEntry._meta.db_table
+    with _server_lock(url) as admin, contextlib.ExitStack() as cleanup:
+        # Never left behind: after the swap the name is gone and this does nothing.
+        cleanup.callback(pg.drop_quietly, url, scratch)
+        with (
+            folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT),
+            contextlib.ExitStack() as stack,
+        ):
+            snapshot, fd = _inspect(database, name, keep_open=True)
+            assert fd is not None
+            stack.callback(os.close, fd)
+            _verify_archive(snapshot, fd, url)
+            if progress is not None:
+                progress(0, snapshot.size)
+            try:
+                pg.restore_new(url, scratch, fd)
+            except pg.PgFailed as exc:
+                raise SnapshotError(
+                    f"The snapshot {snapshot.name} could not be restored ({exc}). "
+                    "The database was not changed."
+                ) from None
+        restored_url = url.with_dbname(scratch)
+        try:
+            state = postgres.inspect(database, restored_url).state
+        except ValidationFailed as exc:
+            raise SnapshotError(
+                f"The snapshot {snapshot.name} cannot be restored: {exc.reason} "
+                "The database was not changed."
+            ) from None
+        refuse_schema(snapshot, state, allow_old_schema=allow_old_schema)
+        try:
+            since = pg.latest_audit_time(restored_url, table)
+        except psycopg.Error:
+            since = None
+        if progress is not None:
+            progress(snapshot.size, snapshot.size)
+        downtime = _swap(database, alias, admin, url, scratch, old)
+        # The restore is done: what follows never undoes it, and a failure is reported.
+        engines.dispose(database, everywhere=True)
+        return _after_swap(
+            database,
+            alias,
+            snapshot,
+            admin,
+            url,
+            old,
+            since,
+            downtime,
+            username=username,
+            request=request,
+        )
+
+
+def _swap(
+    database: str,
+    alias: str,
+    admin: psycopg.Connection,
+    url: catalog.PostgresURL,
+    replacement: str,
+    old: str,
+) -> float:
+    """Put `replacement` in place of the live database (snapshots.pg.swap) while nobody can
+    work on it; return how long the database refused clients (seconds)."""
+    try:
+        with _maintenance(database):
+            connections[alias].close()
+            began = time.monotonic()
+            with pg.closed(admin, url, url.dbname) as ended:
+                pg.swap(admin, url.dbname, replacement, old)
+            downtime = time.monotonic() - began
+    except psycopg.Error as exc:
+        raise SnapshotError(
+            f"The databases could not be swapped ({postgres.describe_error(exc)}). "
+            "The database was not changed."
+        ) from None
+    logger.info(
+        "postgresql swap database=%s downtime=%.3fs sessions_ended=%d", database, downtime, ended
+    )
+    return downtime
+
+
+def _after_swap(
+    database: str,
+    alias: str,
+    snapshot: Snapshot,
+    admin: psycopg.Connection,
+    url: catalog.PostgresURL,
+    old: str,
+    since: datetime | None,
+    downtime: float,
+    *,
+    username: str,
+    request: HttpRequest | None,
+) -> RestoreResult:
+    """Dump the replaced database as the safety snapshot, carry its later audit entries,
+    then drop it; keep it (and say so) if its dump fails."""
+    old_url = url.with_dbname(old)
+    carried: list[dict] = []
+    safety: Snapshot | None = None
+    try:
+        pg.allow_connections(admin, old)
+        carried = pg.audit_rows_since(
+            old_url, AuditEntry._meta.db_table, _AUDIT_FIELDS, since, MAX_CARRIED_AUDIT
+        )
+    except psycopg.Error as exc:
+        logger.error("audit entries of %s not read: %s", old, postgres.describe_error(exc))
+    try:
+        with folder_lock(folder_for(database), exclusive=False, timeout=LOCK_TIMEOUT):
+            safety = _create(
+                database,
+                kind=Kind.SAFETY,
+                note=f"Automatic safety snapshot before restoring {snapshot.name}",
+                username=username,
+                progress=None,
+                source_dbname=old,
+            )
+    except SnapshotError as exc:
+        logger.error("safety snapshot of %s failed, database kept: %s", old, exc)
+    kept = ""
+    if safety is None or not pg.drop_quietly(url, old):
+        kept = old
+    if safety is not None:
+        _audit_safety(alias, safety, request=request, username=username)
+    carried_count = _carry_audit_logged(alias, carried)
+    return RestoreResult(snapshot, safety, carried_count, kept_database=kept, downtime=downtime)
 
 
 def prune_plan(

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from audit import log as audit_log
 from dbselect import engines, session
 from dbselect.permissions import admin_required
-from snapshots import retention, service
+from snapshots import naming, retention, service
 from snapshots.forms import CreateSnapshotForm, RetentionForm
 
 logger = logging.getLogger("nukeworks.snapshots")
@@ -130,8 +130,14 @@ def snapshot_download(request: HttpRequest, name: str) -> FileResponse:
         request=request,
         using=engines.register(database).alias,
     )
+    # A PostgreSQL database's snapshot is a pg_dump archive (read it with pg_restore).
+    content_type = (
+        "application/octet-stream"
+        if snapshot.name.endswith(naming.PG_SUFFIX)
+        else "application/vnd.sqlite3"
+    )
     return FileResponse(
-        handle, as_attachment=True, filename=snapshot.name, content_type="application/vnd.sqlite3"
+        handle, as_attachment=True, filename=snapshot.name, content_type=content_type
     )
 
 
@@ -179,12 +185,20 @@ def snapshot_restore(request: HttpRequest, name: str) -> HttpResponse:
     except service.SnapshotError as exc:
         messages.error(request, f"The database was not restored. {exc}")
         return _to_list()
-    messages.success(
-        request,
-        f"The database was restored to snapshot {result.restored.name} "
-        f"(taken {result.restored.created_at:%Y-%m-%d %H:%M:%S} UTC). Its state just before "
-        f"the restore is kept in the safety snapshot {result.safety.name}.",
-    )
+    taken = f"(taken {result.restored.created_at:%Y-%m-%d %H:%M:%S} UTC)"
+    if result.safety is not None:
+        messages.success(
+            request,
+            f"The database was restored to snapshot {result.restored.name} {taken}. Its state "
+            f"just before the restore is kept in the safety snapshot {result.safety.name}.",
+        )
+    else:
+        messages.warning(
+            request,
+            f"The database was restored to snapshot {result.restored.name} {taken}, but its "
+            "safety snapshot could not be written: its state just before the restore is kept "
+            f"on the PostgreSQL server as the database {result.kept_database}.",
+        )
     return _after_restore(request, database)
 
 

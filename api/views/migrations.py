@@ -101,16 +101,9 @@ class MigrationsView(AuditedDenialMixin, DatabaseView):
             ) from None
         except service.MigrationFailed as exc:
             snapshot = exc.snapshot.name if exc.snapshot else None
-            if exc.restored and snapshot:
-                kept = f" The database was restored from the snapshot {snapshot}; nothing was lost."
-            else:
-                kept = (
-                    " Restoring the snapshot failed too: the snapshot is kept in the snapshots "
-                    "folder."
-                )
             raise ApiError(
                 "migration_failed",
-                f"Migration failed: {exc.reason}.{kept}",
+                f"Migration failed: {exc.reason}. {exc.outcome}",
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 detail={"reason": exc.reason, "snapshot": snapshot, "restored": exc.restored},
             ) from None

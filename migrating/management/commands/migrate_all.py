@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from dbselect import catalog
 from dbselect.files.paths import PathRejected, normalize_user_path
 from dbselect.files.schema import SchemaState, migration_names
 from dbselect.scanner import database_files
@@ -17,9 +18,11 @@ from migrating import service as migrating
 
 class Command(BaseCommand):
     help = (
-        "Apply pending migrations to every databases/<label>/nukeworks.sqlite, or only to the "
-        "files given with --path. Each database is snapshotted first and restored if its "
-        "migration fails. Exits non-zero when any database failed or was refused."
+        "Apply pending migrations to every databases/<label>/nukeworks.sqlite and every "
+        "PostgreSQL database of the catalog, or only to the files given with --path and the "
+        "catalog entries given with --database. Each database is snapshotted first and "
+        "restored if its migration fails. Exits non-zero when any database failed or was "
+        "refused."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,6 +31,12 @@ class Command(BaseCommand):
             action="append",
             default=[],
             help="Migrate this file instead of the scanned databases (repeatable).",
+        )
+        parser.add_argument(
+            "--database",
+            action="append",
+            default=[],
+            help="Migrate this PostgreSQL database of the catalog, by label (repeatable).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Show what would be applied; change nothing."
@@ -41,7 +50,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        targets = self._targets(options["path"])
+        targets = self._targets(options["path"], options["database"])
         if not targets:
             self.stdout.write("No databases to migrate.")
             return
@@ -73,7 +82,10 @@ class Command(BaseCommand):
                     path, author=author, lock_timeout=options["lock_timeout"]
                 )
             except migrating.MigrationFailed as exc:
-                restored = "restored from snapshot" if exc.restored else "RESTORE FAILED"
+                if exc.untouched:
+                    restored = "untouched, the migrated copy discarded; snapshot"
+                else:
+                    restored = "restored from snapshot" if exc.restored else "RESTORE FAILED"
                 failed.append((path, f"{exc.reason} ({restored}: {exc.snapshot})"))
                 continue
             except (migrating.MigrationRefused, migrating.MigrationInProgress) as exc:
@@ -88,10 +100,17 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"{len(failed)} database(s) failed.", returncode=1)
 
-    def _targets(self, raw_paths: list[str]) -> list[str]:
-        if not raw_paths:
-            return [path for _, path in database_files()]
+    def _targets(self, raw_paths: list[str], labels: list[str]) -> list[str]:
+        if not raw_paths and not labels:
+            return [path for _, path in database_files()] + [
+                entry.target for entry in catalog.entries()
+            ]
         targets = []
+        for label in labels:
+            entry = catalog.get(label)
+            if entry is None:
+                raise CommandError(f"No PostgreSQL database is registered as {label!r}.")
+            targets.append(entry.target)
         for raw in raw_paths:
             try:
                 targets.append(normalize_user_path(raw))

@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.template.defaultfilters import filesizeformat
 
-from dbselect import scanner
+from dbselect import catalog, scanner
+from dbselect.catalog import postgres
 from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.management.progress import ProgressBar
 from snapshots import service
@@ -28,8 +29,8 @@ def _operator() -> str:
 class Command(BaseCommand):
     help = (
         "Create, list, restore, delete or prune the snapshots of one database, chosen by "
-        "--database <label> (databases/<label>/nukeworks.sqlite or a configured alias) or "
-        "--path <file>."
+        "--database <label> (databases/<label>/nukeworks.sqlite, a PostgreSQL database of the "
+        "catalog, or a configured alias) or --path <file>."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,7 +38,10 @@ class Command(BaseCommand):
 
         def target(sub: ArgumentParser) -> None:
             where = sub.add_mutually_exclusive_group(required=True)
-            where.add_argument("--database", help="Label of databases/<label>/ or an alias.")
+            where.add_argument(
+                "--database",
+                help="Label of databases/<label>/, of a PostgreSQL catalog entry, or an alias.",
+            )
             where.add_argument("--path", help="Path of the database file.")
 
         def confirmation(sub: ArgumentParser) -> None:
@@ -93,6 +97,14 @@ class Command(BaseCommand):
     # Which database ---------------------------------------------------------------------
 
     def _resolve(self, label: str | None, path: str | None) -> str:
+        entry = catalog.get(label) if label and not path else None
+        if entry is not None:
+            # A PostgreSQL database of the catalog: its target; its URL is never printed.
+            try:
+                postgres.inspect(entry.target, entry.url)
+            except ValidationFailed as exc:
+                raise CommandError(f"{entry.target}: {exc.reason}") from None
+            return entry.target
         if path:
             database = os.path.normpath(os.path.abspath(os.path.expanduser(path)))
         elif label in dict(scanner.database_files()):
@@ -158,6 +170,15 @@ class Command(BaseCommand):
                 progress=bar.callback,
                 allow_old_schema=options["allow_old_schema"],
             )
+        if result.safety is None:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Restored {database} to {result.restored.name}, but the safety snapshot "
+                    "failed: the database as it was is kept on its PostgreSQL server as "
+                    f"{result.kept_database}."
+                )
+            )
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"Restored {database} to {result.restored.name}. "
