@@ -15,6 +15,9 @@ on their next request and fall back to their previous database with the usual ba
 one, whose snapshots are then renamed to the new label so they are listed again), refusing a
 label that is taken. The operator databases (and the project's `default` database) are never
 archived. Every attempt is audited in the database itself.
+
+A PostgreSQL database of the catalog is not archived (it lives on its server, not in the
+folder): the refusal says what to do instead (POSTGRES_REFUSAL).
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ ARCHIVE_ACTION = "database.archive"
 UNARCHIVE_ACTION = "database.unarchive"
 # Seconds the archive waits for the requests working on the database to finish.
 GATE_TIMEOUT = 30.0
+POSTGRES_REFUSAL = (
+    "{label!r} is a PostgreSQL database: archiving moves a database's folder aside, and a "
+    "PostgreSQL database lives on its server. Take a snapshot or export it if you want a copy, "
+    "then remove it from the catalog (manage.py catalog remove {label}): the database stays "
+    "on its server, and databases/{label}/ keeps its snapshots and attachments, so it can be "
+    "registered again. Nothing was changed."
+)
 ARCHIVED_NAME = re.compile(
     r"^(?P<label>[A-Za-z0-9][A-Za-z0-9_-]{0,39})-(?P<stamp>\d{8}-\d{6})(?:-(?P<n>\d{1,4}))?$"
 )
@@ -97,6 +107,16 @@ def archive(
     check_label(label)
     folder = progress.folder_for(label)
     path = progress.database_path(label)
+    entry = None if path.is_file() else progress.catalog_entry(label)
+    if entry is not None:
+        raise _refused(
+            engines.register(entry.target),
+            entry.target,
+            POSTGRES_REFUSAL.format(label=label),
+            {"request": request, "username": requested_by or None},
+            code="not_archivable",
+            status=409,
+        )
     if not path.is_file():
         if preparing(folder) is not None:
             raise ProvisioningError(
@@ -148,7 +168,7 @@ def archive(
 
 def _refused(
     engine: engines.Engine,
-    path: Path,
+    path: Path | str,
     message: str,
     who: dict[str, Any],
     *,

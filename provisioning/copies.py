@@ -21,6 +21,15 @@ Both write databases/<label>/nukeworks.sqlite the same way:
 Any failure removes what this call made (the temporary file, carried links, the marker, the
 folder when it made it) and leaves the source untouched. Every attempt is audited in the
 source database (success or failure) and a success also in the new one.
+
+A PostgreSQL database of the catalog (`postgresql:<label>`) is duplicated on its own server
+with its entry's credentials: the same claim and marker, then pg_dump | pg_restore into a new
+database `nw_<new label>__building` (provisioning.pgcopy: one consistent snapshot, writers not
+blocked), finished through a connection alias of its own (display name, schema-only emptying,
+the audit entry), its attachments carried from databases/<label>/payloads/, renamed to
+`nw_<new label>` and only then registered in the catalog under the new label. A failure drops
+what it made. Restoring a snapshot of a PostgreSQL database as a new one is refused (restore
+it in place instead, see the message).
 """
 
 from __future__ import annotations
@@ -37,13 +46,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import psycopg
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.http import HttpRequest
 
 from audit import log as audit_log
 from bundles import newdb
-from dbselect import engines
+from bundles.package import BundleError
+from dbselect import catalog, engines
+from dbselect.catalog import postgres, registry
+from dbselect.engines.cache import publish_alias
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
 from dbselect.layout import is_archived_path, is_snapshot_path, snapshot_dir_for
@@ -51,7 +64,7 @@ from dbselect.models import SystemSetting
 from payloads import references
 from payloads.carry import Carried, carry
 from payloads.store import PayloadError, PayloadStore, fsync_folder
-from provisioning import progress
+from provisioning import pgcopy, progress
 from provisioning.service import MAX_DISPLAY_NAME, ProvisioningError, _refuse_taken, check_label
 from snapshots import folder as snapshot_folder
 from snapshots import service as snapshots
@@ -89,7 +102,8 @@ class NewCopy:
     """A database made by `duplicate` or `restore_as_new`."""
 
     label: str
-    path: Path
+    # The new file, or the target postgresql:<label> of a new PostgreSQL database.
+    path: Path | str
     display_name: str
     source: str
     size: int
@@ -129,6 +143,16 @@ def duplicate(
 
     Raise ProvisioningError: 400 invalid label or source, 409 label taken, 500 copy failed.
     """
+    if catalog.is_target(source):
+        return _duplicate_postgres(
+            source,
+            label,
+            display_name=display_name,
+            schema_only=schema_only,
+            requested_by=requested_by,
+            via=via,
+            request=request,
+        )
     source = os.path.normpath(os.path.abspath(source))
     started = time.monotonic()
     try:
@@ -218,6 +242,21 @@ def restore_as_new(
     database then asks its admins to migrate it when they select it. Raise
     ProvisioningError (404 no such snapshot, 400/409 as `duplicate`).
     """
+    if catalog.is_target(database):
+        message = (
+            "A snapshot of a PostgreSQL database is not restored as a new database here: "
+            "restore it in place from the Snapshots page (a safety snapshot is taken first), "
+            "or duplicate the database first and restore the snapshot into the duplicate. "
+            "No database was created."
+        )
+        _audit_source(
+            database,
+            RESTORE_AS_NEW_ACTION,
+            "failure",
+            f"snapshot {snapshot_name}, label {label}: {message}",
+            **_who(requested_by, request),
+        )
+        raise ProvisioningError(message, code="not_supported", status=409)
     database = os.path.normpath(os.path.abspath(database))
     started = time.monotonic()
     snapshot: snapshots.Snapshot | None = None
@@ -652,3 +691,217 @@ def _audit_new(alias: str, action: str, final: Path, detail: str, requested_by: 
     audit_log.record(
         action, target=str(final), detail=detail, username=requested_by or None, using=alias
     )
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _check_postgres_source(source: str) -> catalog.CatalogEntry:
+    """Return the catalog entry of the PostgreSQL database to copy; refuse an unusable one."""
+    entry = catalog.entry_for_target(source)
+    if entry is None:
+        raise ProvisioningError(
+            "This PostgreSQL database is no longer in the catalog.", code="invalid_source"
+        )
+    try:
+        info = postgres.inspect(entry.target, entry.url)
+    except ValidationFailed as exc:
+        raise ProvisioningError(
+            f"The database to copy cannot be used: {exc.reason}", code="invalid_source"
+        ) from None
+    if info.state in (SchemaState.NOT_NUKEWORKS, SchemaState.NEWER):
+        raise ProvisioningError(
+            f"The database to copy cannot be copied: {info.state.label}.", code="invalid_source"
+        )
+    reason = not_ready_reason(info)
+    if reason:
+        raise ProvisioningError(reason, code="invalid_source")
+    return entry
+
+
+def _duplicate_postgres(
+    source: str,
+    label: str,
+    *,
+    display_name: str,
+    schema_only: bool,
+    requested_by: str,
+    via: str,
+    request: HttpRequest | None,
+) -> NewCopy:
+    """Copy the PostgreSQL database `source` into a new one on its server; see the module."""
+    started = time.monotonic()
+    try:
+        entry = _check_postgres_source(source)
+        name = _display_name(display_name, label)
+        check_label(label)
+        final = entry.url.with_dbname(newdb.default_dbname(label))
+        with _claimed(label) as folder:
+            problem = newdb.postgres_label_problem(label)
+            if problem:
+                raise ProvisioningError(problem, code="label_taken", status=409)
+            store = PayloadStore.for_database(source)
+            with _holding_store(store):
+                size, carried = _make_postgres(
+                    folder, label, name, entry, final, schema_only, source, via, requested_by
+                )
+            try:
+                registry.add(label, final.url(), name, verify=True, request=request)
+            except catalog.BadURL as exc:
+                pgcopy_drop(final)
+                raise ProvisioningError(
+                    f"The copy could not be registered: {exc}", code="copy_failed", status=500
+                ) from None
+            with contextlib.suppress(OSError):
+                snapshot_dir_for(catalog.target_for(label)).mkdir(exist_ok=True)
+    except ProvisioningError as exc:
+        _audit_source(
+            source if catalog.entry_for_target(source) else None,
+            COPY_ACTION,
+            "failure",
+            f"label {label}: {exc.message}",
+            target=source,
+            **_who(requested_by, request),
+        )
+        raise
+    result = NewCopy(
+        label=label,
+        path=catalog.target_for(label),
+        display_name=name,
+        source=source,
+        size=size,
+        carried=carried,
+        schema_only=schema_only,
+        seconds=time.monotonic() - started,
+    )
+    _audit_source(
+        source,
+        COPY_ACTION,
+        "success",
+        f"{result.describe()} on {final.server()}, via {via or '-'}",
+        target=str(result.path),
+        **_who(requested_by, request),
+    )
+    return result
+
+
+def pgcopy_drop(url: postgres.PostgresURL) -> None:
+    """Drop the database `url` names (what a failed copy made); never raise."""
+    with contextlib.suppress(psycopg.Error):
+        postgres.drop_database(url, url.dbname)
+
+
+def _make_postgres(
+    folder: Path,
+    label: str,
+    name: str,
+    entry: catalog.CatalogEntry,
+    final: postgres.PostgresURL,
+    schema_only: bool,
+    source: str,
+    via: str,
+    requested_by: str,
+) -> tuple[int, Carried]:
+    """Dump, restore, finish, carry and rename (the caller holds the label's claim)."""
+    temp = final.with_dbname(newdb.temp_dbname(final.dbname))
+    reporter = _Reporter(folder, f"copy-{uuid.uuid4().hex}", name, None)
+    reporter.write(0, 0, "Copying (pg_dump | pg_restore)…")
+    try:
+        if postgres.database_exists(final, final.dbname):
+            raise ProvisioningError(
+                f"The server {final.host}:{final.port} has a database named {final.dbname!r} "
+                "already; nothing was changed.",
+                code="dbname_taken",
+                status=409,
+            )
+        postgres.drop_database(temp, temp.dbname)  # a stale one of a copy that died (ours)
+    except psycopg.Error as exc:
+        raise ProvisioningError(
+            postgres.describe_error(exc), code="postgres_unavailable", status=503
+        ) from None
+    try:
+        size = pgcopy.copy_into_new(entry.url, temp)
+    except pgcopy.CopyFailed as exc:
+        raise ProvisioningError(
+            f"{exc} No database was created.", code="copy_failed", status=500
+        ) from exc
+    try:
+        reporter.write(size, size, "Finishing the copy…")
+        hashes = _finish_postgres(label, temp, name, schema_only, source, via, requested_by)
+        reporter.write(size, size, "Carrying the attachments…")
+        source_store = PayloadStore.for_database(source)
+        target_store = PayloadStore.for_database(catalog.target_for(label))
+        carried = carry(source_store, target_store, hashes) if hashes else Carried()
+        postgres.rename_database(final, temp.dbname, final.dbname)
+    except BaseException as exc:
+        pgcopy_drop(temp)
+        if isinstance(exc, DatabaseError | psycopg.Error | BundleError):
+            raise ProvisioningError(
+                f"The copy could not be finished: {exc}. No database was created.",
+                code="copy_failed",
+                status=500,
+            ) from exc
+        raise
+    return size, carried
+
+
+def _finish_postgres(
+    label: str,
+    temp: postgres.PostgresURL,
+    name: str,
+    schema_only: bool,
+    source: str,
+    via: str,
+    requested_by: str,
+) -> set[str]:
+    """Name the copy, empty its domain (schema-only), record its audit entry; return the
+    payloads it references. Through an alias of its own, closed and forgotten at the end."""
+    alias = newdb.PG_BUILD_ALIAS.format(label=label)
+    building = catalog.CatalogEntry(label, temp)
+    publish_alias(alias, catalog.django_settings(building, connections.databases[DEFAULT_DB_ALIAS]))
+    try:
+        if schema_only:
+            _empty_domain_postgres(alias)
+        SystemSetting.set_value(SystemSetting.DISPLAY_NAME, name, using=alias)
+        _audit_new(
+            alias,
+            COPY_ACTION,
+            catalog.target_for(label),
+            (
+                f"{'schema-only ' if schema_only else ''}copy of {source}, display name "
+                f"“{name}”, via {via or '-'}"
+            ),
+            requested_by,
+        )
+        return references.referenced_by_alias(alias)
+    finally:
+        connections[alias].close()
+        with contextlib.suppress(AttributeError):
+            del connections[alias]
+
+
+def _empty_domain_postgres(alias: str) -> None:
+    """Empty the domain of the copy behind `alias` (ours alone), as `_empty_domain` does for
+    a file: every table but KEPT_TABLES, the users, their links; the non-admin users."""
+    user_model = get_user_model()
+    users = user_model._meta.db_table
+    user_links = {
+        field.remote_field.through._meta.db_table: field.m2m_column_name()
+        for field in user_model._meta.many_to_many
+    }
+    connection = connections[alias]
+    tables = set(connection.introspection.table_names())
+    kept = KEPT_TABLES | {users} | set(user_links)
+    emptied = sorted(tables - kept)
+    qn = connection.ops.quote_name
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        if emptied:
+            cursor.execute(f"TRUNCATE {', '.join(qn(t) for t in emptied)} RESTART IDENTITY")
+        for table, column in user_links.items():
+            if table in tables:
+                cursor.execute(
+                    f"DELETE FROM {qn(table)} WHERE {qn(column)} IN "
+                    f"(SELECT id FROM {qn(users)} WHERE NOT (is_staff OR is_superuser))"
+                )
+        cursor.execute(f"DELETE FROM {qn(users)} WHERE NOT (is_staff OR is_superuser)")
+        cursor.execute("DELETE FROM system_settings WHERE key = ANY(%s)", [list(SEED_CONTENT_KEYS)])

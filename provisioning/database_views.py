@@ -28,7 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit import log as audit_log
-from dbselect import engines, permissions, session
+from dbselect import catalog, engines, permissions, session
 from dbselect.engines import gate
 from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.layout import catalog_label
@@ -134,7 +134,9 @@ def details(request: HttpRequest) -> HttpResponse:
             "report": report,
             "report_problem": report_problem,
             "verified": verify,
-            "archivable": bool(label) and not archiving.is_protected(database),
+            "archivable": bool(label)
+            and not catalog.is_target(database)
+            and not archiving.is_protected(database),
             **inspection.details_context(database),
             "worker_running": worker.running(),
         },
@@ -252,7 +254,9 @@ def archive(request: HttpRequest) -> HttpResponse:
     database = _database(request)
     label = catalog_label(database)
     refusal = ""
-    if label is None:
+    if catalog.is_target(database):
+        refusal = archiving.POSTGRES_REFUSAL.format(label=label)
+    elif label is None:
         refusal = (
             "Only databases of the catalog folder (databases/<label>/) are archived; this file "
             "lies elsewhere."

@@ -10,6 +10,11 @@ snapshot taken before its sidecar recorded payloads still counts). The report li
 
 The collector holds the snapshots folder's lock (no snapshot is half-written while it decides)
 and the store's own lock (no upload is between writing its file and committing its row).
+
+A PostgreSQL database of the catalog (`postgresql:<label>`) has its store and snapshots in
+databases/<label>/ as a file has: its rows are read through its connection alias, and its
+snapshots (pg_dump archives, which only PostgreSQL reads) count by the hashes their sidecars
+recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dbselect import engines
+from dbselect import catalog, engines
 from payloads import references
 from payloads.store import INCOMING_PREFIX, PayloadStore
 from snapshots import service as snapshots
@@ -74,6 +79,9 @@ def _snapshot_refs(database: str, unreadable: list[str]) -> set[str]:
     found: set[str] = set()
     for snapshot in snapshots.list_snapshots(database):
         found |= set(snapshot.payloads)
+        if not str(snapshot.path).endswith(".sqlite"):
+            # A pg_dump archive: its sidecar recorded its moment's payloads when it was taken.
+            continue
         try:
             found |= references.referenced_in_file(snapshot.path)
         except sqlite3.Error:
@@ -92,7 +100,8 @@ def referenced(
     it, so a check never opens a file for writing (nor turns its journal mode to WAL).
     """
     unreadable: list[str] = []
-    rows = references.referenced_in_file(database) if rows_from_file else _rows(database)
+    from_file = rows_from_file and not catalog.is_target(database)
+    rows = references.referenced_in_file(database) if from_file else _rows(database)
     return rows, _snapshot_refs(database, unreadable), unreadable
 
 

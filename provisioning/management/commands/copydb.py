@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from dbselect import scanner
+from dbselect import catalog, scanner
 from dbselect.management.progress import ProgressBar
 from provisioning import copies
 from provisioning.management.commands.createdb import operator
@@ -16,10 +16,13 @@ from provisioning.service import ProvisioningError
 
 
 def resolve_source(text: str) -> str:
-    """Return the database path named by a catalog label or a path."""
+    """Return the database path named by a catalog label or a path (or the target
+    `postgresql:<label>` of a PostgreSQL database of the catalog)."""
     files = dict(scanner.database_files())
     if text in files:
         return files[text]
+    if catalog.get(text) is not None:
+        return catalog.target_for(text)
     if os.sep in text or text.endswith((".sqlite", ".sqlite3", ".db")) or os.path.isfile(text):
         return os.path.normpath(os.path.abspath(os.path.expanduser(text)))
     known = ", ".join(sorted(files)) or "none"
@@ -33,7 +36,8 @@ class Command(BaseCommand):
         "with a new display name. --schema-only keeps the schema and the admins (with their "
         "passwords) and empties the domain. --from-snapshot NAME makes the new database from "
         "one of the source's snapshots instead (restore as new). A taken or invalid label is "
-        "refused and nothing is created."
+        "refused and nothing is created. A PostgreSQL database of the catalog is copied on its "
+        "server (pg_dump | pg_restore into nw_<new-label>) and registered under the new label."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from audit import log as audit_log
-from dbselect import engines, scanner
+from dbselect import catalog, engines, scanner
 from nukeworks.attachments import integrity
 from payloads.store import PayloadError
 from snapshots.errors import SnapshotError
@@ -16,8 +16,9 @@ from snapshots.errors import SnapshotError
 
 class Command(BaseCommand):
     help = (
-        "Attachment files (payloads) of databases/<label>/: `gc` removes the files no row and "
-        "no snapshot references (try --dry-run first); `list` shows the store's totals."
+        "Attachment files (payloads) of databases/<label>/ (a file's, or a PostgreSQL database's "
+        "of the catalog): `gc` removes the files no row and no snapshot references (try "
+        "--dry-run first); `list` shows the store's totals."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,10 +32,13 @@ class Command(BaseCommand):
         listing.add_argument("label", help="Label of databases/<label>/.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        label = options["label"]
         try:
-            database = scanner.labelled_path(options["label"])
+            database = scanner.labelled_path(label)
         except LookupError as exc:
-            raise CommandError(str(exc)) from None
+            if catalog.get(label) is None:
+                raise CommandError(str(exc)) from None
+            database = catalog.target_for(label)
         if options["action"] == "list":
             report = integrity.check(database, verify_hashes=False)
             self.stdout.write(
