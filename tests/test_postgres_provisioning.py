@@ -225,6 +225,17 @@ def test_createdb_on_a_server_given_by_url_and_its_retry(make_pg_database, serve
     with pytest.raises(CommandError, match="exists already"):
         call_command("createdb", "cmdpg", "--postgres-url", url, "--no-progress")
 
+    # --postgres-like: the server and credentials of an entry, a database name of one's own.
+    make_pg_database("pgbase2", name="Base 2")
+    call_command(
+        "createdb", "likepg", "--empty", "--postgres-like", "pgbase2", "--postgres-dbname",
+        "nw_likepg_custom", "--no-progress", stdout=io.StringIO(), stderr=io.StringIO(),
+    )  # fmt: skip
+    assert catalog.get("likepg").url.dbname == "nw_likepg_custom"
+    assert _counts("postgresql:likepg") == (0, 0)
+    with pytest.raises(CommandError, match="nothing else goes"):
+        call_command("createdb", "x2", "--postgres-url", url, "--postgres-like", "pgbase2")
+
 
 def test_createdb_retry_of_a_url_build_needs_the_url_again(server, monkeypatch):
     url = server.with_dbname("nw_cmdfail").url()
