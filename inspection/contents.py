@@ -131,6 +131,16 @@ class Inspection:
     notes: list[str] = field(default_factory=list)
     incomplete: bool = False
     seconds: float = 0.0
+    # "sqlite", or "postgresql" for a database of the catalog (inspection.postgres): its
+    # `file_bytes` is then pg_database_size, `server` its host:port/dbname, and the SQLite
+    # figures (pages, free list, journal mode, auto_vacuum, user_version) do not apply.
+    kind: str = "sqlite"
+    server: str = ""
+    server_version: str = ""
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.kind == "postgresql"
 
     @property
     def freelist_bytes(self) -> int:

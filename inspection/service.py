@@ -1,5 +1,6 @@
-"""One check of one database: the file (inspection.checking) and its attachment files
-(nukeworks.attachments.integrity), and the audit entry that records it.
+"""One check of one database: the file (inspection.checking), or a PostgreSQL database of the
+catalog (inspection.postgres), and its attachment files (nukeworks.attachments.integrity), and
+the audit entry that records it.
 
 `manage.py dbcheck` and the details page's background full check both run `check_database`.
 
@@ -31,6 +32,7 @@ from dbselect import engines, state
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import ValidationFailed, inspect_database
 from dbselect.layout import is_archived_path, is_snapshot_path
+from inspection import postgres
 from inspection.checking import CheckResult, run_check
 from inspection.targets import Target
 from nukeworks.attachments import integrity
@@ -136,9 +138,12 @@ def check_database(
         if progress is not None:
             progress("attachments", done, total)
 
-    result = DatabaseCheck(
-        target, run_check(target.path, target.header, full=full, progress=file_progress), None
-    )
+    if target.entry is not None:
+        # A PostgreSQL database of the catalog: its tables read, its foreign keys verified.
+        file = postgres.run_check(target.entry, full=full, progress=file_progress)
+    else:
+        file = run_check(target.path, target.header, full=full, progress=file_progress)
+    result = DatabaseCheck(target, file, None)
     skip = attachments_skip_reason(target)
     if skip:
         result.attachments_skipped = skip

@@ -1,6 +1,8 @@
-"""Which database file a command names: a catalog label or a path typed by an operator.
+"""Which database a command names: a catalog label or a path typed by an operator.
 
-A label is looked up in the catalog (`databases/<label>/nukeworks.sqlite`). Anything that looks
+A label is looked up in the catalog (`databases/<label>/nukeworks.sqlite`, else a PostgreSQL
+database an operator registered: dbselect.catalog, also named `postgresql:<label>`). Anything
+that looks
 like a path (a separator, a dot, `~`) is a path: made absolute, normalised like a path typed in
 the selector, and checked read-only (dbselect.files.validation.read_header: it exists, is a
 regular file with a SQLite header). Nothing here creates a file, and nothing opens one for
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dbselect import scanner
+from dbselect import catalog, scanner
 from dbselect.files.paths import PathRejected, normalize_user_path
 from dbselect.files.validation import SqliteHeader, ValidationFailed, read_header
 from dbselect.layout import catalog_label
@@ -31,10 +33,20 @@ class Target:
     label: str | None
     # Its header, None for a file this process works on (read through SQLite only).
     header: SqliteHeader | None
+    # A PostgreSQL database of the catalog (`path` is then its target, postgresql:<label>).
+    entry: catalog.CatalogEntry | None = None
 
     @property
     def name(self) -> str:
         return self.label or self.path
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.entry is not None
+
+    @property
+    def kind(self) -> str:
+        return catalog.KIND if self.entry is not None else "sqlite"
 
 
 def looks_like_path(text: str) -> bool:
@@ -45,12 +57,18 @@ def looks_like_path(text: str) -> bool:
 def resolve(text: str) -> Target:
     """Return the database file `text` names (a label, or a path); raise TargetError."""
     text = str(text).strip()
+    if catalog.is_target(text):
+        return of_registered(text)
     if not looks_like_path(text):
         try:
             path = scanner.labelled_path(text)
         except LookupError as exc:
+            if catalog.get(text) is not None:
+                return of_registered(catalog.target_for(text))
+            registered = ", ".join(e.label for e in catalog.entries())
+            also = f" Registered PostgreSQL databases: {registered}." if registered else ""
             raise TargetError(
-                f"{exc} To inspect another file, give its path (for example ./{text}.sqlite)."
+                f"{exc}{also} To inspect another file, give its path (for example ./{text}.sqlite)."
             ) from None
         return Target(path, text, header=_header(path))
     expanded = os.path.expanduser(text)
@@ -64,8 +82,20 @@ def resolve(text: str) -> Target:
 
 
 def of_path(path: str) -> Target:
-    """Return the target of an absolute, normalised `path` (a session's database)."""
+    """Return the target of an absolute, normalised `path` (a session's database), or of a
+    PostgreSQL database's target (postgresql:<label>)."""
+    if catalog.is_target(path):
+        return of_registered(path)
     return Target(path, catalog_label(path), header=_header(path))
+
+
+def of_registered(target: str) -> Target:
+    """Return the target of a PostgreSQL database of the catalog; raise TargetError when it is
+    not (or no longer) registered."""
+    entry = catalog.entry_for_target(target)
+    if entry is None:
+        raise TargetError(f"No PostgreSQL database is registered as {catalog.label_of(target)!r}.")
+    return Target(entry.target, entry.label, header=None, entry=entry)
 
 
 def _header(path: str) -> SqliteHeader | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import psycopg
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
@@ -21,9 +22,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit import log as audit_log
 from dbselect import session
+from dbselect.catalog.postgres import describe_error
 from dbselect.files import locks
 from dbselect.permissions import admin_required
-from inspection import jobs, service
+from inspection import jobs, postgres, service
 from inspection.contents import inspect_file
 from inspection.targets import TargetError, of_path
 
@@ -37,13 +39,20 @@ def details_context(database: str) -> dict[str, Any]:
     inspection, problem = None, ""
     try:
         target = of_path(database)
-        inspection = inspect_file(
-            target.path, target.header, label=target.label, time_budget=PAGE_TIME_BUDGET
-        )
+        if target.entry is not None:
+            inspection = postgres.inspect(
+                target.entry, label=target.label, time_budget=PAGE_TIME_BUDGET
+            )
+        else:
+            inspection = inspect_file(
+                target.path, target.header, label=target.label, time_budget=PAGE_TIME_BUDGET
+            )
     except TargetError as exc:
         problem = str(exc)
     except sqlite3.Error as exc:
         problem = f"SQLite cannot read the file: {exc}"
+    except psycopg.Error as exc:
+        problem = describe_error(exc)
     return {
         "inspection": inspection,
         "inspection_problem": problem,

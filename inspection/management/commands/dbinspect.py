@@ -1,4 +1,5 @@
-"""manage.py dbinspect <label|path>: what is inside a database file (inspection.contents)."""
+"""manage.py dbinspect <label|path>: what is inside a database file (inspection.contents) or a
+PostgreSQL database of the catalog (inspection.postgres)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 import sqlite3
 from typing import Any
 
+import psycopg
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
+from dbselect.catalog.postgres import describe_error
+from inspection import postgres
 from inspection.contents import Inspection, TableDetail, inspect_file, table_detail
-from inspection.targets import TargetError, resolve
+from inspection.targets import Target, TargetError, resolve
 
 
 def _size(value: int | None) -> str:
@@ -26,8 +30,10 @@ class Command(BaseCommand):
         "Show what is inside a database file without changing it: tables with row counts and "
         "sizes, indexes, triggers and views (listed, never run), page size, journal mode, free "
         "pages, schema state, display name and seed. The argument is a label of "
-        "databases/<label>/ or the path of a SQLite file (opened read-only, never created). "
-        "Without a section option it shows the summary and the tables."
+        "databases/<label>/ or the path of a SQLite file (opened read-only, never created), or "
+        "the label of a PostgreSQL database of the catalog (read in one read-only "
+        "transaction; sizes from pg_total_relation_size). Without a section option it shows "
+        "the summary and the tables."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -48,17 +54,21 @@ class Command(BaseCommand):
         except TargetError as exc:
             raise CommandError(str(exc)) from None
         try:
-            inspection = inspect_file(target.path, target.header, label=target.label)
+            inspection = _inspect(target)
         except sqlite3.Error as exc:
             raise CommandError(f"SQLite cannot read {target.path}: {exc}") from None
+        except psycopg.Error as exc:
+            raise CommandError(f"{target.label}: {describe_error(exc)}") from None
         detail = None
         if options["table"]:
             try:
-                detail = table_detail(target.path, target.header, inspection, options["table"])
+                detail = _table_detail(target, inspection, options["table"])
             except LookupError as exc:
                 raise CommandError(str(exc)) from None
             except sqlite3.Error as exc:
                 raise CommandError(f"SQLite cannot read {options['table']}: {exc}") from None
+            except psycopg.Error as exc:
+                raise CommandError(f"{options['table']}: {describe_error(exc)}") from None
         if options["json"]:
             data = inspection.as_dict()
             if detail is not None:
@@ -76,6 +86,13 @@ class Command(BaseCommand):
         if detail is not None:
             self._detail(detail)
 
+    def _postgres_summary(self, i: Inspection) -> None:
+        self._line("Size", f"{_size(i.file_bytes)} (pg_database_size)")
+        self._line(
+            "PostgreSQL",
+            f"{i.server}, server {i.server_version}, encoding {i.encoding}",
+        )
+
     def _line(self, title: str, value: str) -> None:
         self.stdout.write(f"{title:<14}{value}")
 
@@ -91,27 +108,39 @@ class Command(BaseCommand):
             self._line("Seed", seed + (f" (status {i.seed_status})" if i.seed_status else ""))
         else:
             self._line("Seed", "— (not made from a seed package)")
-        wal = f" + {_size(i.wal_bytes)} in -wal" if i.wal_bytes else ""
-        self._line("File", f"{_size(i.file_bytes)}{wal}")
-        self._line(
-            "Pages",
-            f"{i.page_count:,} pages of {i.page_size:,} bytes; free list {i.freelist_count:,} "
-            f"({_size(i.freelist_bytes)})",
-        )
-        self._line(
-            "SQLite",
-            f"journal mode {i.journal_mode}, encoding {i.encoding}, auto_vacuum "
-            f"{i.auto_vacuum}, user_version {i.user_version} (SQLite {i.sqlite_version})",
-        )
-        sizes = {"dbstat": "sizes from dbstat", "estimate": "sizes ESTIMATED"}.get(
-            i.sizes_source, "sizes not computed"
-        )
+        if i.is_postgres:
+            self._postgres_summary(i)
+        else:
+            wal = f" + {_size(i.wal_bytes)} in -wal" if i.wal_bytes else ""
+            self._line("File", f"{_size(i.file_bytes)}{wal}")
+            self._line(
+                "Pages",
+                f"{i.page_count:,} pages of {i.page_size:,} bytes; free list "
+                f"{i.freelist_count:,} ({_size(i.freelist_bytes)})",
+            )
+            self._line(
+                "SQLite",
+                f"journal mode {i.journal_mode}, encoding {i.encoding}, auto_vacuum "
+                f"{i.auto_vacuum}, user_version {i.user_version} (SQLite {i.sqlite_version})",
+            )
+        sizes = {
+            "dbstat": "sizes from dbstat",
+            "estimate": "sizes ESTIMATED",
+            postgres.SIZES_SOURCE: "sizes from pg_total_relation_size, indexes included",
+        }.get(i.sizes_source, "sizes not computed")
         self._line(
             "Contents",
             f"{len(i.tables)} tables, {i.total_rows:,} rows, {len(i.indexes)} indexes, "
             f"{len(i.triggers)} triggers, {len(i.views)} views ({sizes})",
         )
-        if i.triggers or i.views:
+        if (i.triggers or i.views) and i.is_postgres:
+            self.stdout.write(
+                self.style.WARNING(
+                    "              This database defines triggers or views: NukeWorks creates "
+                    "none (listed with --triggers, never run here)."
+                )
+            )
+        elif i.triggers or i.views:
             self.stdout.write(
                 self.style.WARNING(
                     "              This file defines triggers or views: NukeWorks creates none "
@@ -191,3 +220,15 @@ class Command(BaseCommand):
             )
         for tr in d.triggers:
             self.stdout.write(f"  trigger {tr.name} (listed, never run)")
+
+
+def _inspect(target: Target) -> Inspection:
+    if target.entry is not None:
+        return postgres.inspect(target.entry, label=target.label)
+    return inspect_file(target.path, target.header, label=target.label)
+
+
+def _table_detail(target: Target, inspection: Inspection, name: str) -> TableDetail:
+    if target.entry is not None:
+        return postgres.table_detail(target.entry, inspection, name)
+    return table_detail(target.path, target.header, inspection, name)
