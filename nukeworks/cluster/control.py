@@ -448,15 +448,12 @@ class _Starter:
             "processes": [],
             "urls": {},
         }
-        self.children: list[subprocess.Popen] = []
 
     def record(self, name: str, kind: str, pid: int, port: int | None, log: Path) -> None:
         self.state["processes"].append(identify(name, kind, pid, port, log))
         _write_state(self.plan, self.state)
 
     def service(self, kind: str, service: services.Service) -> None:
-        if service.proc is not None:
-            self.children.append(service.proc)
         self.record(kind, kind, service.pid(), service.port, service.log)
 
     def run(self) -> dict[str, Any]:
@@ -477,8 +474,19 @@ class _Starter:
         try:
             url = _prepare_postgres(pg.extra["url"], pg.port, passwords[PG_ROLE])
         except Exception as exc:  # psycopg's errors; the message may hold the URL
-            raise ClusterError(f"PostgreSQL: {environments.mask_credentials(str(exc))}") from None
-        self.state["catalog"] = plan.catalog and register_catalog(env, url, pg.port, say)
+            hint = (
+                f" (secrets.json no longer matches {plan.folder / 'postgres'}: remove that "
+                "folder to start its data afresh)"
+                if "password authentication failed" in str(exc)
+                else ""
+            )
+            message = environments.mask_credentials(str(exc)).strip()
+            raise ClusterError(f"PostgreSQL: {message}{hint}") from None
+        if not plan.catalog:
+            self.state["catalog"] = "skipped"
+        else:
+            registered = register_catalog(env, url, pg.port, say)
+            self.state["catalog"] = "registered" if registered else "absent"
 
         # The queue's worker beside the first app server: it shares that server's metrics
         # folder, as nukeworks/serve.sh shares one between gunicorn and the worker.
@@ -496,7 +504,6 @@ class _Starter:
             {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics[0]), "NUKEWORKS_SERVER_NAME": "worker"},
             worker_log,
         )
-        self.children.append(worker)
         self.record("worker", "worker", worker.pid, None, worker_log)
 
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
@@ -511,7 +518,6 @@ class _Starter:
                  "PROMETHEUS_MULTIPROC_DIR": str(folder)},
                 log,
             )  # fmt: skip
-            self.children.append(proc)
             self.record(f"app{number}", "app", proc.pid, port, log)
             apps.append((f"app{number}", port, proc, log))
         health = "/readyz"
@@ -619,11 +625,11 @@ def describe(state: dict[str, Any], *, foreground: bool = False) -> str:
         lines.append(f"  HAProxy stats  {urls['stats']}")
     lines += [
         f"  PostgreSQL     127.0.0.1:{processes['postgresql']['port']}"
-        + (
-            f"  catalog entry {CATALOG_LABEL!r} (database {PG_DATABASE})"
-            if state.get("catalog")
-            else "  (not in the catalog: no `manage.py catalog`)"
-        ),
+        + {
+            "registered": f"  catalog entry {CATALOG_LABEL!r} (database {PG_DATABASE})",
+            "absent": f"  database {PG_DATABASE}, not in the catalog (no `manage.py catalog`)",
+            "skipped": f"  database {PG_DATABASE} (--no-catalog)",
+        }.get(state.get("catalog", ""), ""),
         f"  Redis          {state.get('redis_url', '')}  (REDIS_URL of every server)",
         f"  queue worker   manage.py run_huey, pid {processes['worker']['pid']}",
         f"state, logs and data: {Path(state['instance']) / 'cluster'}",
