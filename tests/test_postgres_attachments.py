@@ -240,3 +240,27 @@ def test_copydb_schema_only_and_the_refusals_of_archive_and_restore_as_new(docs,
         copies.restore_as_new(docs, "any", "pgnew", requested_by="t", via="test")
     assert refused.value.status == 409 and catalog.get("pgnew") is None
     assert not (Path(get_config()["DATABASES_DIR"]) / "pgnew").exists()
+
+
+def test_payloads_gc_keeps_what_a_pg_dump_snapshot_references(docs):
+    from snapshots import service as snapshots
+
+    client = _signed_in(docs)
+    acme = _acme(docs)
+    client.post(f"/companies/{acme}/attachments/", {"file": SimpleUploadedFile("s.pdf", CONTENT)})
+    snapshot = snapshots.create_snapshot(docs, note="with the scan")
+    assert snapshot.path.name.endswith(".pgdump") and snapshot.payloads == (SHA,)
+    alias = _alias(docs)
+    client.post(f"/attachments/{Attachment.objects.using(alias).get().pk}/delete")
+    connections[alias].close()
+
+    report = integrity.check(docs)
+    assert report.ok and (report.referenced_by_rows, report.referenced_by_snapshots) == (0, 1)
+    assert not report.unreadable_snapshots
+    call_command("payloads", "gc", "pgdocs", stdout=io.StringIO())
+    assert _payload_files("pgdocs") == {SHA}  # the snapshot still needs it
+    snapshots.delete_snapshot(docs, snapshot.name)
+    out = io.StringIO()
+    call_command("payloads", "gc", "pgdocs", stdout=out)
+    assert "Removed 1 unreferenced file(s)" in out.getvalue()
+    assert _payload_files("pgdocs") == set()
