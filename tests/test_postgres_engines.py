@@ -259,3 +259,14 @@ def test_api_engines_lists_a_postgresql_engine_for_an_operator(make_database, ma
     )
     assert disposed.status_code == 200 and disposed.json() == {"disposed": [target]}
     assert engines.get(target) is None
+
+
+def test_api_current_and_the_slow_query_page_on_a_postgresql_session(make_pg_database):
+    make_pg_database("cur", name="Current PG", companies=["Acme"], users=[("ann", PASSWORD, True)])
+    client = Client()
+    select(client, "postgresql:cur")
+    sign_in(client, "ann", PASSWORD)
+    listed = client.get("/api/v1/databases/current/companies/")
+    assert listed.status_code == 200
+    assert [c["name"] for c in listed.json()["results"]] == ["Acme"]
+    assert client.get("/database/slow-queries").status_code == 200
