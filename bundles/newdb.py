@@ -13,18 +13,19 @@ A package's attachment files go straight into the store of the final name
 file: they are in place before the file is. A failed build removes that store when it made it.
 
 `build_new_postgres_database` does the same on a PostgreSQL server: CREATE DATABASE under a
-temporary name (`<dbname>__building`, ours by its name: a stale one of an interrupted build is
-dropped and made again), migrated and seeded through a connection alias of its own, stamped
-ready, renamed to its final name (an existing database of that name is never touched), and
-only then registered in the catalog under the label: so it is never selectable before it is
-ready. A failed build drops its database. Its payloads and snapshots live in
-databases/<label>/ as a file's do.
+temporary name (`<dbname>__building_<hash of the label>`, ours by its name: a stale one of an
+interrupted build of the same label is dropped and made again), migrated and seeded through a
+connection alias of its own, stamped ready, renamed to its final name (an existing database of
+that name is never touched), and only then registered in the catalog under the label: so it
+is never selectable before it is ready. A failed build drops its database. Its payloads and
+snapshots live in databases/<label>/ as a file's do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -57,8 +58,8 @@ BUILDING = "building"
 READY = "ready"
 TEMP_SUFFIX = ".building"
 LOCK_NAME = ".build.lock"
-# A PostgreSQL database is built under `<dbname>__building` and renamed when ready.
-PG_TEMP_SUFFIX = "__building"
+# A PostgreSQL database is built under `<dbname>__building_<8 hex>` and renamed when ready.
+PG_TEMP_MARK = "__building"
 # The connection alias a PostgreSQL database is built through (one per label).
 PG_BUILD_ALIAS = "nwbuild_{label}"
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
@@ -255,7 +256,7 @@ def check_dbname(dbname: object) -> str:
     if (
         not isinstance(dbname, str)
         or not DBNAME_PATTERN.match(dbname)
-        or dbname.endswith(PG_TEMP_SUFFIX)
+        or PG_TEMP_MARK in dbname
         or dbname.lower() in ("postgres", "template0", "template1")
     ):
         raise BundleError(
@@ -265,9 +266,12 @@ def check_dbname(dbname: object) -> str:
     return dbname
 
 
-def temp_dbname(dbname: str) -> str:
-    """Return the name `dbname` is built under (always a valid, distinct name)."""
-    return f"{dbname[: 63 - len(PG_TEMP_SUFFIX)]}{PG_TEMP_SUFFIX}"
+def temp_dbname(dbname: str, label: str) -> str:
+    """Return the name `dbname` is built under for the label `label` (a valid name, distinct
+    from any a user may choose, and from another label's build of the same name: each
+    builder drops only its own leftovers)."""
+    tag = hashlib.sha256(label.encode()).hexdigest()[:8]
+    return f"{dbname[:44]}{PG_TEMP_MARK}_{tag}"
 
 
 def postgres_label_problem(label: str) -> str | None:
@@ -285,10 +289,11 @@ def _pg_error(exc: Exception) -> BundleError:
     return BundleError(f"The PostgreSQL server refused: {postgres.describe_error(exc)}")
 
 
-def drop_leftover(url: PostgresURL) -> None:
-    """Drop the database an interrupted build of `url` left under its temporary name."""
+def drop_leftover(url: PostgresURL, label: str) -> None:
+    """Drop the database an interrupted build of `label` at `url` left under its temporary
+    name."""
     try:
-        postgres.drop_database(url, temp_dbname(url.dbname))
+        postgres.drop_database(url, temp_dbname(url.dbname, label))
     except psycopg.Error as exc:
         raise _pg_error(exc) from None
 
@@ -334,7 +339,7 @@ def _build_postgres(
     request: HttpRequest | None,
 ) -> str:
     target = catalog.target_for(label)
-    final, temp = url.dbname, temp_dbname(url.dbname)
+    final, temp = url.dbname, temp_dbname(url.dbname, label)
     try:
         if postgres.database_exists(url, final):
             raise BundleError(

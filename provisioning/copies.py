@@ -24,12 +24,12 @@ source database (success or failure) and a success also in the new one.
 
 A PostgreSQL database of the catalog (`postgresql:<label>`) is duplicated on its own server
 with its entry's credentials: the same claim and marker, then pg_dump | pg_restore into a new
-database `nw_<new label>__building` (provisioning.pgcopy: one consistent snapshot, writers not
-blocked), finished through a connection alias of its own (display name, schema-only emptying,
-the audit entry), its attachments carried from databases/<label>/payloads/, renamed to
-`nw_<new label>` and only then registered in the catalog under the new label. A failure drops
-what it made. Restoring a snapshot of a PostgreSQL database as a new one is refused (restore
-it in place instead, see the message).
+database `nw_<new label>__building_<8 hex>` (provisioning.pgcopy: one consistent snapshot,
+writers not blocked), finished through a connection alias of its own (display name,
+schema-only emptying, the audit entry), its attachments carried from
+databases/<label>/payloads/, renamed to `nw_<new label>` and only then registered in the
+catalog under the new label. A failure drops what it made. Restoring a snapshot of a
+PostgreSQL database as a new one is refused (restore it in place instead, see the message).
 """
 
 from __future__ import annotations
@@ -803,7 +803,7 @@ def _make_postgres(
     requested_by: str,
 ) -> tuple[int, Carried]:
     """Dump, restore, finish, carry and rename (the caller holds the label's claim)."""
-    temp = final.with_dbname(newdb.temp_dbname(final.dbname))
+    temp = final.with_dbname(newdb.temp_dbname(final.dbname, label))
     reporter = _Reporter(folder, f"copy-{uuid.uuid4().hex}", name, None)
     reporter.write(0, 0, "Copying (pg_dump | pg_restore)…")
     try:

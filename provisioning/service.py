@@ -522,7 +522,7 @@ def _drop_leftover(label: str, asked: dict[str, Any]) -> str:
     if not isinstance(wanted, dict):
         return ""
     dbname = str(wanted.get("dbname") or "")
-    leftover = newdb.temp_dbname(dbname) if dbname else ""
+    leftover = newdb.temp_dbname(dbname, label) if dbname else ""
     entry = progress.catalog_entry(str(wanted.get("like") or "")) if wanted.get("like") else None
     if entry is None:
         return (
@@ -530,7 +530,7 @@ def _drop_leftover(label: str, asked: dict[str, Any]) -> str:
             "credentials are not known here)"
         )
     try:
-        newdb.drop_leftover(entry.url.with_dbname(dbname))
+        newdb.drop_leftover(entry.url.with_dbname(dbname), label)
     except packages.BundleError as exc:
         return f"; the leftover database {leftover!r} could not be dropped: {exc}"
     return f"; no database {leftover!r} left on {entry.url.host}:{entry.url.port}"

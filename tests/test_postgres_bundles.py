@@ -173,7 +173,7 @@ def test_exportdb_of_a_postgres_database_imports_into_postgres_and_into_a_file(
     entry = catalog.get("pgcopy")
     assert entry is not None and entry.url.dbname == dbname and entry.display_name == "PG Copy"
     assert entry.url.host == server.host and entry.url.port == server.port
-    assert temp_dbname(dbname) not in _databases(server)
+    assert temp_dbname(dbname, "pgcopy") not in _databases(server)
     assert _rows("postgresql:pgcopy") == _rows(source)
     assert _store("postgresql:pgcopy") == _store(source)
     assert _downloads("postgresql:pgcopy") == EXPECTED

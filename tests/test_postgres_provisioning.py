@@ -131,7 +131,7 @@ def test_an_operator_creates_a_database_on_the_postgres_server_through_the_page(
     entry = catalog.get("pgnew")
     assert entry is not None and entry.url.dbname == "nw_pgnew"
     assert (entry.url.host, entry.url.port) == (server.host, server.port)
-    assert "nw_pgnew__building" not in _databases(server)
+    assert newdb.temp_dbname("nw_pgnew", "pgnew") not in _databases(server)
     assert not (databases_dir() / "pgnew" / PREPARING_MARKER).exists()
     assert (databases_dir() / "pgnew" / "snapshots").is_dir()
     info = postgres.inspect(entry.target, entry.url)
@@ -166,7 +166,7 @@ def test_a_failed_build_drops_its_database_and_an_operator_rebuilds_it(
     run_queued()
     status = operator.get("/select-db/preparing/pgflaky/status").json()
     assert status["state"] == "failed" and "the disk said no" in status["message"]
-    assert not {"nw_pgflaky", "nw_pgflaky__building"} & set(_databases(server))
+    assert not {"nw_pgflaky", newdb.temp_dbname("nw_pgflaky", "pgflaky")} & set(_databases(server))
     assert catalog.get("pgflaky") is None
     assert not (databases_dir() / "pgflaky" / "payloads").exists()
     assert "preparation failed" in operator.get("/select-db").content.decode()
@@ -183,12 +183,13 @@ def test_a_failed_build_drops_its_database_and_an_operator_rebuilds_it(
 def test_discard_drops_what_an_interrupted_build_left_on_the_server(operator, server):
     operator.post("/select-db/new", new_database_form("pgstop"))
     # A worker killed half-way: its temporary database is on the server, the marker says so.
-    postgres.create_database(server, "nw_pgstop__building")
+    leftover = newdb.temp_dbname("nw_pgstop", "pgstop")
+    postgres.create_database(server, leftover)
     progress.write(databases_dir() / "pgstop", state="building", job="dead", message="…")
     assert operator.get("/select-db/preparing/pgstop/status").json()["state"] == "interrupted"
     response = operator.post("/select-db/preparing/pgstop/discard")
     assert response.status_code == 302 and response["Location"] == "/select-db"
-    assert "nw_pgstop__building" not in _databases(server)
+    assert leftover not in _databases(server)
     assert not (databases_dir() / "pgstop").exists()
     assert catalog.get("pgstop") is None
     # The queued job finds nothing to do.
@@ -251,7 +252,7 @@ def test_createdb_retry_of_a_url_build_needs_the_url_again(server, monkeypatch):
             "--no-progress", stdout=io.StringIO(), stderr=io.StringIO(),
         )  # fmt: skip
     assert progress.status("cmdfail").state == "failed"
-    assert not {"nw_cmdfail", "nw_cmdfail__building"} & set(_databases(server))
+    assert not {"nw_cmdfail", newdb.temp_dbname("nw_cmdfail", "cmdfail")} & set(_databases(server))
     # No password beside the database: the request records the URL without it.
     request_file = (databases_dir() / "cmdfail" / progress.REQUEST_FILE).read_text()
     assert server.password not in request_file and "nw_cmdfail" in request_file
