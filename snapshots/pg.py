@@ -66,6 +66,9 @@ PROGRESS_INTERVAL = 0.2
 # Times a rename or a template copy is tried again when sessions of the database have not
 # ended yet (PostgreSQL itself waits up to 5 s for terminated backends each time).
 IN_USE_ATTEMPTS = 5
+# Seconds the sessions of a database being closed are given to end, and the poll interval.
+DRAIN_TIMEOUT = 5.0
+DRAIN_POLL = 0.002
 # How much of a client program's error output is kept for the user (its last lines).
 MAX_ERROR_TEXT = 600
 # Longest base of a work database's name: the name is `<base>__<what>_<stamp>`, at most 63.
@@ -393,6 +396,26 @@ def _terminate(conn: psycopg.Connection, dbname: str) -> int:
     return sum(1 for (done,) in rows if done)
 
 
+def _drain(conn: psycopg.Connection, dbname: str, timeout: float = DRAIN_TIMEOUT) -> int:
+    """End every session of `dbname` and wait until they are gone; return how many ended.
+
+    A session that had passed the connection check just before the database was closed may
+    appear after the first round: it is ended too. Waiting here (polling every few
+    milliseconds) is quicker than letting a rename find it, which waits 5 s before failing.
+    """
+    ended = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        ended += _terminate(conn, dbname)
+        left = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchone()[0]
+        if not left or time.monotonic() > deadline:
+            return ended
+        time.sleep(DRAIN_POLL)
+
+
 def _rename(conn: psycopg.Connection, old: str, new: str) -> None:
     conn.execute(
         sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
@@ -416,7 +439,7 @@ def closed(conn: psycopg.Connection, url: PostgresURL, live: str) -> Iterator[in
     """
     _set_allow(conn, live, False)
     try:
-        yield _terminate(conn, live)
+        yield _drain(conn, live)
     finally:
         try:
             _set_allow(conn, live, True)
@@ -434,7 +457,7 @@ def _retry_in_use(conn: psycopg.Connection, live: str, step: Callable[[], None])
         except pg_errors.ObjectInUse:
             if attempt == IN_USE_ATTEMPTS - 1:
                 raise
-            _terminate(conn, live)
+            _drain(conn, live)
 
 
 def swap(conn: psycopg.Connection, live: str, replacement: str, old: str) -> None:

@@ -81,6 +81,15 @@ def _old_pg_database(make_pg_database, label: str) -> str:
     return target
 
 
+@pytest.fixture(autouse=True)
+def _forget_engines():
+    """The engine cache outlives a test: a label reused by the next one is another database."""
+    yield
+    for engine in engines.all():
+        if catalog.is_target(engine.target):
+            engines.dispose(engine.target)
+
+
 @pytest.fixture
 def operator(make_database) -> Client:
     """A session signed in to databases/default (its admins are operators)."""
