@@ -127,6 +127,9 @@ def test_engines_page_lists_and_disposes_a_postgresql_engine(
     assert "synchronous" not in row and "busy timeout" not in row
     assert "CONN_MAX_AGE 600 s" in row
     assert postgres_server.extra["url"].split(":")[2].split("@")[0] not in html  # password
+    # The page's refresh (static/dbselect/engines.js) renders the same row.
+    refreshed = operator.get("/admin/engines/data").json()["html"]
+    assert 'class="badge kind">PostgreSQL' in refreshed and "CONN_MAX_AGE 600 s" in refreshed
 
     response = operator.post("/admin/engines/dispose", {"path": target}, follow=True)
     assert any("Disposed Plant PG" in m for m in messages_of(response))
