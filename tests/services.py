@@ -81,6 +81,7 @@ def make_pg_database(postgres_server: services.Service, pg_template: str):
 
     server = dsn.parse(postgres_server.extra["url"])
     made: list[str] = []
+    targets: list[str] = []
 
     def factory(
         label: str,
@@ -94,6 +95,7 @@ def make_pg_database(postgres_server: services.Service, pg_template: str):
         postgres.create_database(server, dbname, template=pg_template if migrated else None)
         made.append(dbname)
         entry = catalog.add(label, server.with_dbname(dbname).url())
+        targets.append(entry.target)
         if migrated and (name is not None or companies or users):
             add_rows(entry.target, name=name, companies=companies, users=users)
         return entry.target
@@ -101,6 +103,12 @@ def make_pg_database(postgres_server: services.Service, pg_template: str):
     yield factory
     from django.db import connections
 
+    from dbselect import engines
+
+    # The engine cache outlives the test: a later test reusing a label must not get this
+    # engine (its database is dropped below).
+    for target in targets:
+        engines.dispose(target)
     connections.close_all()
     for dbname in made:
         postgres.drop_database(server, dbname)

@@ -395,6 +395,12 @@ def _refuse_untrusted_schema(conn: sqlite3.Connection) -> None:
 def refusal_reason(info: DatabaseInfo) -> str | None:
     """Return why a session cannot switch to this file now, or None when it can."""
     if info.state is SchemaState.NOT_NUKEWORKS:
+        if info.identity is None:
+            label = info.path.split(":", 1)[-1]
+            return (
+                "This PostgreSQL database is not a NukeWorks one yet (it has no NukeWorks "
+                f"migrations): an operator sets it up with manage.py migrate --database {label}."
+            )
         return (
             "This is a SQLite database, but not a NukeWorks one (it has no NukeWorks migrations)."
         )
