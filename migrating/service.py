@@ -319,7 +319,13 @@ def _migrate_postgres(
                 # database publishes the alias again for another copy.
                 connections[work_alias].close()
                 del connections[work_alias]
-            pg.swap(admin, live, copy, old)
+            try:
+                pg.swap(admin, live, copy, old)
+            except psycopg.Error as exc:
+                # One transaction: committed (then it is done) or not at all. Ask the server.
+                if pg.swap_committed(url, old) is not True:
+                    raise
+                logger.error("swap of %s committed, then failed: %s", path, exc)
     except Exception as exc:
         if copied:
             # After the live database is open again: dropping takes a checkpoint.

@@ -475,6 +475,15 @@ def swap(conn: psycopg.Connection, live: str, replacement: str, old: str) -> Non
     _retry_in_use(conn, live, both)
 
 
+def swap_committed(url: PostgresURL, old: str) -> bool | None:
+    """After a swap raised: return whether it committed all the same (the database `old`
+    exists), asked on a fresh connection; None when the server cannot say."""
+    try:
+        return postgres.database_exists(url, old)
+    except psycopg.Error:
+        return None
+
+
 def clone(conn: psycopg.Connection, live: str, copy: str) -> None:
     """CREATE DATABASE `copy` TEMPLATE `live` (the caller holds `live` closed)."""
 

@@ -879,18 +879,31 @@ def _swap(
 ) -> float:
     """Put `replacement` in place of the live database (snapshots.pg.swap) while nobody can
     work on it; return how long the database refused clients (seconds)."""
+    began = time.monotonic()
+    ended = 0
     try:
         with _maintenance(database):
             connections[alias].close()
             began = time.monotonic()
             with pg.closed(admin, url, url.dbname) as ended:
                 pg.swap(admin, url.dbname, replacement, old)
-            downtime = time.monotonic() - began
     except psycopg.Error as exc:
-        raise SnapshotError(
-            f"The databases could not be swapped ({postgres.describe_error(exc)}). "
-            "The database was not changed."
-        ) from None
+        # The renames are one transaction: either they committed (the replaced database is
+        # `old`) or the live database is untouched. Ask the server which.
+        problem = postgres.describe_error(exc)
+        committed = pg.swap_committed(url, old)
+        if committed is None:
+            raise SnapshotError(
+                f"The restore could not be completed ({problem}) and the server cannot say "
+                f"whether the databases were swapped: the database as it was is either still "
+                f"live or kept as {old}. Nothing is lost; check the PostgreSQL server."
+            ) from None
+        if not committed:
+            raise SnapshotError(
+                f"The databases could not be swapped ({problem}). The database was not changed."
+            ) from None
+        logger.error("swap of %s committed, then failed: %s", database, problem)
+    downtime = time.monotonic() - began
     logger.info(
         "postgresql swap database=%s downtime=%.3fs sessions_ended=%d", database, downtime, ended
     )

@@ -145,6 +145,58 @@ def test_snapshot_change_restore_gives_back_exactly_the_snapshot(plant):
     assert _companies(plant)[-1] == "After"
 
 
+def test_the_sidecar_records_the_attachments_and_later_audit_entries_are_carried(plant):
+    from nukeworks.attachments.models import Attachment
+    from nukeworks.companies.models import Company
+
+    digest = "ab" * 32
+    alias = engines.register(plant).alias
+    with state.override(alias):
+        company = Company.objects.get(name="Acme")
+        Attachment.objects.create(
+            company=company, sha256=digest, size=3, name="a.txt", content_type="text/plain"
+        )
+    connections[alias].close()
+    snap = service.create_snapshot(plant, username="tester")
+    assert snap.payloads == (digest,)
+    assert json.loads(Path(f"{snap.path}.json").read_text())["payloads"] == [digest]
+
+    result = service.restore_snapshot(plant, snap.name, username="tester")
+    # The entry recording the snapshot itself was written after its moment: carried over.
+    assert result.carried_audit_entries >= 1
+    created = [e for e in _audit(plant) if e.action == "snapshot.create"]
+    assert any(snap.name in e.target for e in created)
+
+
+def test_a_snapshot_of_a_newer_schema_is_refused_after_a_trial_restore(plant):
+    with psycopg.connect(**_url(plant).libpq_params(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO django_migrations (app, name, applied) "
+            "VALUES ('companies', '0999_future', now())"
+        )
+        snap = service.create_snapshot(plant)
+        conn.execute("DELETE FROM django_migrations WHERE name = '0999_future'")
+    assert snap.schema_state == "newer"
+    add_rows(plant, companies=["Kept"])
+    with pytest.raises(service.SnapshotError, match="newer version of NukeWorks"):
+        service.restore_snapshot(plant, snap.name)
+    assert "Kept" in _companies(plant) and _work_databases(plant) == []
+    [failure] = [e for e in _audit(plant) if e.action == "snapshot.restore"]
+    assert failure.outcome == "failure"
+
+
+def test_the_live_database_is_opened_again_when_the_swap_fails(plant):
+    url = _url(plant)
+    with (
+        pytest.raises(pg.PgFailed, match="does not exist"),
+        pg.maintenance_lock(url, 5) as admin,
+        pg.closed(admin, url, url.dbname),
+    ):
+        pg.swap(admin, url.dbname, "no_such_database", "t_never")
+    assert _companies(plant) == ["Acme", "Globex", "Initech"]
+    assert _work_databases(plant) == []
+
+
 def test_pages_create_list_download_restore_and_delete(plant, password):
     client = _signed_in(plant)
     response = client.post("/snapshots/create", {"note": "via the page"}, follow=True)
@@ -194,8 +246,10 @@ def test_the_command_and_the_api(plant, password):
     add_rows(plant, companies=["Between"])
     call_command("snapshot", "restore", snap.name, "--database", "plantpg", "--noinput", stdout=out)
     assert "Between" not in _companies(plant)
+    call_command("snapshot", "prune", "--database", "plantpg", "--dry-run", stdout=out)
     text = out.getvalue()
     assert snap.name in text and "Safety snapshot:" in text and password not in text
+    assert "0 snapshot(s) would be deleted" in text
 
     client = _signed_in(plant)
     listing = client.get("/api/v1/databases/current/snapshots/")
