@@ -113,7 +113,7 @@ def test_the_page_does_not_wait_for_other_workers_and_its_refresh_does(
     html = response.content.decode()
     assert response.status_code == 200
     assert 'id="missing-workers" data-refreshing="1"' in html
-    assert '<tr class="worker" data-pid="4242">' in html
+    assert '<tr class="worker" data-pid="4242" data-host="otherhost">' in html
     assert store.refresh_counter() > before  # the other workers were asked
     assert 'data-refresh-url="/admin/engines/data"' in html
     assert "/static/dbselect/engines.js" in html
