@@ -62,6 +62,8 @@ def _count_in_redis(limit: int) -> SessionCounts:
     cache = caches[settings.SESSION_CACHE_ALIAS]
     if not isinstance(cache, RedisCache):
         return SessionCounts(None)
+    # Django's RedisCache has no public way to list keys: its client and serializer (the same
+    # since Django 4.0) read the values as the session backend wrote them.
     client = cache._cache.get_client()
     serializer = cache._cache._serializer
     pattern = glob_escape(cache.make_and_validate_key(KEY_PREFIX)) + "*"
