@@ -67,7 +67,7 @@ def fall_back(
     Return the alias to continue with (exempt pages only), a redirect, or None (an exempt
     page with no database left).
     """
-    if _being_swapped(path, reason):
+    if being_swapped(path, reason):
         # A PostgreSQL database closed for a few milliseconds while a restore or migration
         # swaps it (snapshots.pg): it is still this session's database. Never fall back
         # (the request, possibly a write, would land on another database): refuse it.
@@ -120,7 +120,7 @@ def fall_back(
 PG_RESTORING = "An administrator is restoring this PostgreSQL database"
 
 
-def _being_swapped(path: str, reason: str) -> bool:
+def being_swapped(path: str, reason: str) -> bool:
     """Return True when the PostgreSQL database `path` is only closed for a moment.
 
     A restore or migration closes it to new connections, then renames it and its replacement

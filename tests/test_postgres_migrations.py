@@ -163,3 +163,38 @@ def test_migrate_all_covers_catalog_entries(make_pg_database, capsys):
     assert f"Migrated: {target}" in out and "1 migrated" in out
     assert migrating.plan_for(target).state is SchemaState.UP_TO_DATE
     assert "password" not in out.lower() and _url(target).password not in out
+
+
+def _api(label: str):
+    response = Client().post(
+        f"/api/v1/databases/{label}/auth/token",
+        {"username": ADMIN[0], "password": ADMIN[1]},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    headers = {"Authorization": f"Token {response.json()['token']}"}
+    base = f"/api/v1/databases/{label}/migrations/"
+    client = Client()
+    return (
+        lambda: client.get(base, headers=headers),
+        lambda: client.post(base, {}, content_type="application/json", headers=headers),
+    )
+
+
+def test_the_api_applies_the_plan_and_reports_a_failed_run(make_pg_database, settings):
+    target = _old_pg_database(make_pg_database, "apipg")
+    plan, apply = _api("apipg")
+    assert plan().json()["state"] == "needs_migration"
+    applied = apply()
+    assert applied.status_code == 200, applied.content
+    assert applied.json()["snapshot"].endswith(".pgdump")
+    assert plan().json() == {"state": "up_to_date", "pending": []}
+
+    settings.MIGRATION_MODULES = {"companies": "tests.failing_migrations"}
+    before = _schema_and_rows(target)
+    failed = apply()
+    assert failed.status_code == 422
+    error = failed.json()["error"]
+    assert error["detail"]["restored"] is True
+    assert "exactly as it was; nothing was lost" in error["message"]
+    assert _schema_and_rows(target) == before and _work_databases(target) == []
