@@ -820,8 +820,11 @@ def _restore_postgres(
     with _server_lock(url) as admin, contextlib.ExitStack() as cleanup:
         # Never left behind: after the swap the name is gone and this does nothing.
         cleanup.callback(pg.drop_quietly, url, scratch)
+        # Shared: snapshots may still be taken meanwhile (the restore reads the archive through
+        # the descriptor it verified), but none deleted or pruned; another restore or migration
+        # of this database is kept out by the server lock.
         with (
-            folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT),
+            folder_lock(folder_for(database), exclusive=False, timeout=LOCK_TIMEOUT),
             contextlib.ExitStack() as stack,
         ):
             snapshot, fd = _inspect(database, name, keep_open=True)
