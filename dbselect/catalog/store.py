@@ -19,12 +19,14 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from django.conf import settings
-
+from dbselect import redis_state
 from dbselect.conf import setting
 from dbselect.files.locks import flocked
 
-REDIS_KEY = "nukeworks:catalog"
+
+def redis_key() -> str:
+    """Return the catalog's Redis hash: `<NUKEWORKS_REDIS_PREFIX>:dbselect:catalog`."""
+    return redis_state.key("catalog")
 
 
 class CatalogStore(Protocol):
@@ -98,31 +100,28 @@ class FileStore:
 class RedisStore:
     """The catalog in one Redis hash, shared by every app server."""
 
-    def __init__(self, url: str) -> None:
-        import redis
-
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+    def __init__(self) -> None:
+        self.client = redis_state.client()
 
     def read(self) -> dict[str, dict[str, Any]]:
-        raw = self.client.hgetall(REDIS_KEY)
+        raw = self.client.hgetall(redis_key())
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
     def put(self, label: str, entry: dict[str, Any], *, replace: bool) -> bool:
         value = json.dumps(entry, sort_keys=True)
         if replace:
-            self.client.hset(REDIS_KEY, label, value)
+            self.client.hset(redis_key(), label, value)
             return True
-        return bool(self.client.hsetnx(REDIS_KEY, label, value))
+        return bool(self.client.hsetnx(redis_key(), label, value))
 
     def delete(self, label: str) -> bool:
-        return bool(self.client.hdel(REDIS_KEY, label))
+        return bool(self.client.hdel(redis_key(), label))
 
 
 def get_store() -> CatalogStore:
     """Return the catalog store the settings name (Redis when REDIS_URL is set)."""
-    url = getattr(settings, "REDIS_URL", "")
-    if url:
-        return RedisStore(url)
+    if redis_state.enabled():
+        return RedisStore()
     return FileStore(Path(setting("CATALOG_FILE")))
 
 
