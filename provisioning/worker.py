@@ -3,8 +3,11 @@
 Each consumer announces itself when it starts (a huey start-up hook, provisioning.tasks) with a
 small file `instance/provisioning/workers/<host>-<pid>.json`; a worker counts as running while
 that process is alive and still a `run_huey`. `manage.py createdb` asks this to decide whether
-to wait for the worker or to build the database itself. Workers of other machines (several
-servers sharing one Redis queue) are not seen: there, use `createdb --no-wait`.
+to wait for the worker or to build the database itself.
+
+With REDIS_URL (several servers sharing one Redis queue), each worker also keeps a key
+`<prefix>:provisioning:worker:<host>:<pid>` alive in Redis (30 s expiry, refreshed every 10 s
+by a heartbeat thread), so a worker on another machine counts as running too.
 """
 
 from __future__ import annotations
@@ -19,7 +22,36 @@ from pathlib import Path
 
 from django.conf import settings
 
+from dbselect import redis_state
+
 WORKER_COMMAND = b"run_huey"
+# Seconds a worker's Redis key lives without a heartbeat, and between two heartbeats.
+REDIS_TTL = 30
+HEARTBEAT = 10
+_heartbeat_started = threading.Event()
+
+
+def _redis_key(host: str = "*", pid: object = "*") -> str:
+    prefix = getattr(settings, "NUKEWORKS_REDIS_PREFIX", "") or redis_state.DEFAULT_PREFIX
+    return f"{prefix}:provisioning:worker:{host}:{pid}"
+
+
+def _beat() -> None:
+    """Keep this worker's Redis key alive while the process runs (a daemon thread)."""
+    key = _redis_key(socket.gethostname(), os.getpid())
+    while True:
+        # Redis restarting: the next beat tries again.
+        with contextlib.suppress(Exception):
+            redis_state.client().set(key, "1", ex=REDIS_TTL)
+        time.sleep(HEARTBEAT)
+
+
+def _others_in_redis() -> bool:
+    """Return True when a worker of any machine keeps its key in Redis."""
+    try:
+        return next(redis_state.client().scan_iter(match=_redis_key(), count=100), None) is not None
+    except Exception:
+        return False
 
 
 def workers_dir() -> Path:
@@ -38,6 +70,9 @@ def announce() -> None:
     path = _own_file()
     if path.exists():
         return
+    if redis_state.enabled() and not _heartbeat_started.is_set():
+        _heartbeat_started.set()
+        threading.Thread(target=_beat, name="nw-worker-heartbeat", daemon=True).start()
     data = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
     temporary = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
     temporary.write_text(json.dumps(data))
@@ -48,6 +83,9 @@ def withdraw() -> None:
     """Forget this process's announcement (the worker stops)."""
     with contextlib.suppress(FileNotFoundError):
         _own_file().unlink()
+    if redis_state.enabled():
+        with contextlib.suppress(Exception):
+            redis_state.client().delete(_redis_key(socket.gethostname(), os.getpid()))
 
 
 def _alive_worker(pid: int) -> bool:
@@ -59,7 +97,14 @@ def _alive_worker(pid: int) -> bool:
 
 
 def running() -> bool:
-    """Return True when a queue worker of this machine is alive; forget dead ones."""
+    """Return True when a queue worker is alive: one of this machine (dead ones forgotten),
+    or, with REDIS_URL, of any machine."""
+    if _local_running():
+        return True
+    return redis_state.enabled() and _others_in_redis()
+
+
+def _local_running() -> bool:
     host = socket.gethostname()
     try:
         entries = list(workers_dir().glob(f"{host}-*.json"))

@@ -248,6 +248,9 @@ def test_a_job_queued_on_one_server_runs_in_a_worker_elsewhere(cluster):
     worker = QueueWorker(cluster).start()
     try:
         operator = cluster.operator()
+        # A's page knows the worker of the third machine is there (its key in Redis).
+        status, page = operator.get("/select-db/new")
+        assert status == 200 and "No queue worker is running" not in page
         status, page = operator.post(
             "/select-db/new",
             {
