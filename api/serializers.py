@@ -309,6 +309,14 @@ class DatabaseCreateSerializer(serializers.Serializer):
         default=False,
         help_text="The first administrator is the token's own user (username and password).",
     )
+    postgres_like = serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Build it on the PostgreSQL server of this catalog entry (its host, port "
+        "and user, a new database nw_<label>); null: a SQLite file under databases/<label>/.",
+    )
 
     def validate(self, data):
         if data.get("admin") and data.get("copy_my_login"):

@@ -271,3 +271,40 @@ def test_createdb_retry_of_a_url_build_needs_the_url_again(server, monkeypatch):
     )  # fmt: skip
     assert progress.status("cmdfail").state == "ready"
     assert _counts("postgresql:cmdfail") == (16, 14)
+
+
+def test_an_operator_creates_a_postgres_database_through_the_api(operator, server):
+    token = (
+        Client()
+        .post(
+            "/api/v1/databases/default/auth/token",
+            {"username": "root", "password": PASSWORD},
+            content_type="application/json",
+        )
+        .json()["token"]
+    )
+    headers = {"Authorization": f"Token {token}"}
+    created = Client().post(
+        "/api/v1/databases/default/databases/",
+        {
+            "label": "apipg",
+            "seed": "starter@1",
+            "postgres_like": "pgbase",
+            "admin": {"username": "boss", "password": ADMIN_PASSWORD},
+        },
+        content_type="application/json",
+        headers=headers,
+    )
+    assert created.status_code == 202, created.content
+    assert run_queued() == 1
+    entry = catalog.get("apipg")
+    assert entry is not None and entry.url.dbname == "nw_apipg"
+    assert _counts(entry.target) == (16, 14)
+    unknown = Client().post(
+        "/api/v1/databases/default/databases/",
+        {"label": "apinope", "postgres_like": "nowhere"},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert unknown.status_code == 400 and "nowhere" in unknown.content.decode()
+    assert catalog.get("apinope") is None

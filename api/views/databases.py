@@ -104,6 +104,7 @@ class DatabaseCreateView(ProvisioningView):
                 data["label"],
                 seed=data["seed"],
                 display_name=data.get("display_name", ""),
+                postgres_like=data.get("postgres_like") or None,
                 admin_username=username,
                 admin_password_hash=encoded,
                 requested_by=username_of(request),
