@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from rest_framework import status
 
 from api.errors import ApiError, fault_error
-from dbselect import catalog, engines, session, state
+from dbselect import catalog, engines, recovery, session, state
 from dbselect.catalog import postgres
 from dbselect.conf import get_config
 from dbselect.engines import gate
@@ -164,6 +164,9 @@ def bind(request: HttpRequest, db: str, *, up_to_date: bool = True) -> BoundData
         else:
             engine = engines.open(target)
     except engines.DatabaseUnavailable as exc:
+        if recovery.being_swapped(target, exc.reason):
+            # Closed for a moment by a restore or migration on any server: retry, not gone.
+            raise fault_error(gate.GateClosed(exc.reason)) from None  # type: ignore[misc]
         raise ApiError("database_unavailable", exc.reason, status.HTTP_409_CONFLICT) from None
     except gate.GateClosed as exc:
         raise fault_error(exc) from None  # type: ignore[misc]

@@ -117,7 +117,7 @@ def fall_back(
 
 
 # What dbselect.catalog.postgres.describe_error says of a database that refuses connections.
-PG_RESTORING = "An administrator is restoring this PostgreSQL database"
+PG_RESTORING = postgres.MAINTENANCE_REASON
 
 
 def being_swapped(path: str, reason: str) -> bool:

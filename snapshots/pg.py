@@ -250,7 +250,7 @@ def dump(
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             exported = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             total = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
-            info = postgres._inspect_open(conn, target)
+            info = postgres.inspect_open(conn, target)
             payloads = _payloads(conn)
             command = [
                 tool("pg_dump", server_major(conn)),

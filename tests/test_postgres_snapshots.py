@@ -286,12 +286,29 @@ def test_a_request_during_the_swap_is_refused_never_sent_elsewhere(plant, make_d
     select(client, plant)
     sign_in(client, *ADMIN[:2])
     url = _url(plant)
+    label = catalog.label_of(plant)
+    token = (
+        Client()
+        .post(
+            f"/api/v1/databases/{label}/auth/token",
+            {"username": ADMIN[0], "password": ADMIN[1]},
+            content_type="application/json",
+        )
+        .json()["token"]
+    )
     with pg.maintenance_lock(url, 5) as admin, pg.closed(admin, url, url.dbname):
         # A cached engine: the query's connection is refused.
         busy = client.post("/companies/new/", {"name": "During", "country": "X"})
         # A server that must validate it first (not cached there).
         engines.dispose(plant)
         again = client.post("/companies/new/", {"name": "During", "country": "X"})
+        # The API of such a server: a 503 to retry, not "unavailable".
+        engines.dispose(plant)
+        api = Client().get(
+            f"/api/v1/databases/{label}/companies/", headers={"Authorization": f"Token {token}"}
+        )
+    assert api.status_code == 503 and api.json()["error"]["code"] == "maintenance", api.content
+    assert api.has_header("Retry-After")
     for response in (busy, again):
         assert response.status_code == 503
         page = response.content.decode()

@@ -28,6 +28,9 @@ from dbselect.files.validation import (
 )
 
 MAINTENANCE_DB = "postgres"
+# What a connection refused during a restore's or migration's swap is reported as
+# (dbselect.recovery answers it with the "under maintenance" 503, never a fallback).
+MAINTENANCE_REASON = "An administrator is restoring this PostgreSQL database; try again soon."
 # Milliseconds validation may spend on the server.
 INSPECT_STATEMENT_TIMEOUT_MS = 2000
 
@@ -63,7 +66,7 @@ def describe_error(exc: Exception) -> str:
         if "does not exist" in message:
             return f"The PostgreSQL database does not exist ({message})."
         if "is not currently accepting connections" in message or "restor" in message:
-            return "An administrator is restoring this PostgreSQL database; try again soon."
+            return MAINTENANCE_REASON
         return f"The PostgreSQL server cannot be reached ({message})."
     return f"PostgreSQL refused the request ({message})."
 
@@ -75,12 +78,14 @@ def inspect(target: str, url: PostgresURL) -> DatabaseInfo:
     """
     try:
         with connect(url, readonly=True, timeout_ms=INSPECT_STATEMENT_TIMEOUT_MS) as conn:
-            return _inspect_open(conn, target)
+            return inspect_open(conn, target)
     except psycopg.Error as exc:
         raise ValidationFailed(describe_error(exc)) from None
 
 
-def _inspect_open(conn: psycopg.Connection, target: str) -> DatabaseInfo:
+def inspect_open(conn: psycopg.Connection, target: str) -> DatabaseInfo:
+    """Validate through an open connection (snapshots read the schema state inside the
+    transaction their dump reads)."""
     tables = {
         row[0]
         for row in conn.execute(
