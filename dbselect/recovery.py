@@ -19,6 +19,7 @@ Django's normal handling.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -120,6 +121,15 @@ def fall_back(
 PG_RESTORING = postgres.MAINTENANCE_REASON
 
 
+def heal_if_abandoned(path: str) -> None:
+    """Reopen a PostgreSQL database a restore or migration closed and never reopened (its
+    process died mid-swap; nobody holds its maintenance lock): the next request works."""
+    entry = catalog.entry_for_target(path)
+    if entry is not None:
+        with contextlib.suppress(Exception):
+            postgres.reopen_if_abandoned(entry.url)
+
+
 def being_swapped(path: str, reason: str) -> bool:
     """Return True when the PostgreSQL database `path` is only closed for a moment.
 
@@ -132,6 +142,7 @@ def being_swapped(path: str, reason: str) -> bool:
     if not catalog.is_target(path):
         return False
     if PG_RESTORING in reason:
+        heal_if_abandoned(path)
         return True
     if "does not exist" not in reason:
         return False
@@ -297,6 +308,8 @@ def fault_response(request: HttpRequest, exc: BaseException) -> HttpResponse | N
             sort_keys=True,
         ),
     )
+    if fault.kind is FaultKind.MAINTENANCE and "not currently accepting" in str(exc):
+        heal_if_abandoned(path)
     if fault.kind is FaultKind.UNUSABLE and path:
         # Close this file's connections and make the next request re-validate it.
         engines.dispose(path)

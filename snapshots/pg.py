@@ -345,11 +345,6 @@ def drop_quietly(url: PostgresURL, dbname: str) -> bool:
     return True
 
 
-def _lock_key(dbname: str) -> int:
-    digest = hashlib.sha256(f"nukeworks-maintenance:{dbname}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 @contextlib.contextmanager
 def maintenance_lock(url: PostgresURL, timeout: float) -> Iterator[psycopg.Connection]:
     """Hold the server-wide lock of one database's restores and migrations.
@@ -359,7 +354,7 @@ def maintenance_lock(url: PostgresURL, timeout: float) -> Iterator[psycopg.Conne
     Yields that autocommit connection (the steps of the swap run on it). Raise PgBusy after
     `timeout` seconds.
     """
-    key = _lock_key(url.dbname)
+    key = postgres.maintenance_lock_key(url.dbname)
     try:
         with postgres.maintenance(url) as conn:
             deadline = time.monotonic() + timeout

@@ -449,3 +449,33 @@ def test_writers_on_two_servers_lose_nothing_acknowledged_during_a_restore(plant
         f"server B: {len(remote.acknowledged)} saved, {remote.refused} refused (503); "
         f"server A: {len(local.acknowledged)} saved, {local.refused} refused"
     )
+
+
+def test_a_database_left_closed_by_a_dead_restore_reopens_itself(plant):
+    """A restore killed mid-swap leaves the database closed; the next request heals it."""
+    client = Client()
+    select(client, plant)
+    sign_in(client, *ADMIN[:2])
+    url = _url(plant)
+    # What a killed restore leaves: closed, and nobody holding the maintenance lock.
+    with psycopg.connect(url.with_dbname("postgres").url(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{url.dbname}" WITH ALLOW_CONNECTIONS false')
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (url.dbname,),
+        )
+    # Served by a new connection, as every request is under the shipped CONN_MAX_AGE=0.
+    connections.close_all()
+    refused = client.post("/companies/new/", {"name": "While closed", "country": "X"})
+    assert refused.status_code == 503
+    assert "Your change was not saved." in refused.content.decode()
+    assert client.post("/companies/new/", {"name": "Healed", "country": "X"}).status_code == 302
+    assert "Healed" in _companies(plant) and "While closed" not in _companies(plant)
+    # A restore at work (it holds the lock) is never reopened under its feet.
+    with pg.maintenance_lock(url, 5) as admin, pg.closed(admin, url, url.dbname):
+        assert client.get("/companies/").status_code == 503
+        with psycopg.connect(url.with_dbname("postgres").url()) as conn:
+            allowed = conn.execute(
+                "SELECT datallowconn FROM pg_database WHERE datname = %s", (url.dbname,)
+            ).fetchone()[0]
+        assert allowed is False

@@ -10,6 +10,8 @@ database with the entry's own credentials.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,6 +28,8 @@ from dbselect.files.validation import (
     DatabaseInfo,
     ValidationFailed,
 )
+
+logger = logging.getLogger("nukeworks.dbselect")
 
 MAINTENANCE_DB = "postgres"
 # What a connection refused during a restore's or migration's swap is reported as
@@ -209,3 +213,41 @@ def terminate_sessions(url: PostgresURL, dbname: str) -> int:
             (dbname,),
         ).fetchall()
     return sum(1 for (done,) in rows if done)
+
+
+def maintenance_lock_key(dbname: str) -> int:
+    """Return the advisory lock key a restore or migration of `dbname` holds on its server
+    (snapshots.pg takes it; every app server sees it; it ends with its session)."""
+    digest = hashlib.sha256(f"nukeworks-maintenance:{dbname}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def reopen_if_abandoned(url: PostgresURL) -> bool:
+    """Open `url`'s database again when it is closed to connections but no restore or
+    migration holds its lock: the process doing one died mid-swap. Return True if reopened.
+
+    Called by dbselect.recovery when a connection is refused as "not accepting connections",
+    so a killed restore heals at the next request instead of waiting for an operator.
+    """
+    key = maintenance_lock_key(url.dbname)
+    with maintenance(url) as conn:
+        row = conn.execute(
+            "SELECT datallowconn FROM pg_database WHERE datname = %s", (url.dbname,)
+        ).fetchone()
+        if row is None or row[0]:
+            return False
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            return False  # a restore or migration is at work: it reopens the database itself
+        try:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(url.dbname)
+                )
+            )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    logger.warning(
+        "reopened %s: it was closed by a restore or migration that stopped half-way",
+        url.server(),
+    )
+    return True
