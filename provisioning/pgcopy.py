@@ -12,59 +12,30 @@ put on a command line, and never in an error message.
 from __future__ import annotations
 
 import contextlib
-import glob
-import os
-import re
-import shutil
 import subprocess
 import tempfile
 
 import psycopg
 
-from dbselect.catalog import postgres
+from dbselect.catalog import clients, postgres
 from dbselect.catalog.dsn import PostgresURL
-from dbselect.conf import setting
-
-# How much of a client program's error output is kept for people (its last characters).
-MAX_ERROR_TEXT = 600
 
 
 class CopyFailed(Exception):
     """The copy failed; the message says why (never a password)."""
 
 
-def _major_of(path: str) -> int:
-    match = re.search(r"/postgresql/(\d+)/bin/", path)
-    return int(match.group(1)) if match else 0
-
-
 def tool(name: str, major: int) -> str:
     """Return the client program `name` for a server of version `major` (same or newer)."""
-    usable = sorted(
-        (p for p in glob.glob(f"/usr/lib/postgresql/*/bin/{name}") if _major_of(p) >= major),
-        key=_major_of,
-    )
-    found = usable[0] if usable else shutil.which(name)
-    if not found:
+    found = clients.program(name, major)
+    if found is None:
         raise CopyFailed(f"{name} is not installed here (Debian: postgresql-client-{major}).")
     return found
 
 
-def _environment(url: PostgresURL) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(url.environment())
-    env["PGCONNECT_TIMEOUT"] = str(int(setting("POSTGRES_CONNECT_TIMEOUT")))
-    env["PGAPPNAME"] = "nukeworks-copy"
-    env["LC_ALL"] = "C"
-    return env
-
-
 def _error_text(handle, url: PostgresURL) -> str:
     handle.seek(0)
-    text = handle.read().decode("utf-8", "replace").strip()
-    if url.password:
-        text = text.replace(url.password, "********")
-    return text[-MAX_ERROR_TEXT:] or "no error message"
+    return clients.error_text(handle.read(), url)
 
 
 def copy_into_new(source: PostgresURL, target: PostgresURL) -> int:
@@ -97,7 +68,7 @@ def _pipe(source: PostgresURL, target: PostgresURL, major: int) -> None:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=dump_err,
-            env=_environment(source),
+            env=clients.environment(source, "nukeworks-copy"),
             close_fds=True,
         )
         try:
@@ -113,7 +84,7 @@ def _pipe(source: PostgresURL, target: PostgresURL, major: int) -> None:
                 stdin=dump.stdout,
                 stdout=subprocess.DEVNULL,
                 stderr=restore_err,
-                env=_environment(target),
+                env=clients.environment(target, "nukeworks-copy"),
                 close_fds=True,
             )
         finally:

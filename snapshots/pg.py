@@ -29,14 +29,10 @@ PGUSER, PGPASSWORD, PGDATABASE): a password is never put on a command line.
 from __future__ import annotations
 
 import contextlib
-import functools
-import glob
 import hashlib
 import logging
 import os
-import re
 import secrets
-import shutil
 import subprocess
 import tempfile
 import time
@@ -50,9 +46,8 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from dbselect.catalog import postgres
+from dbselect.catalog import clients, postgres
 from dbselect.catalog.dsn import PostgresURL
-from dbselect.conf import setting
 from dbselect.files.validation import DatabaseInfo
 from payloads import references
 from payloads.store import SHA256
@@ -69,8 +64,6 @@ IN_USE_ATTEMPTS = 5
 # Seconds the sessions of a database being closed are given to end, and the poll interval.
 DRAIN_TIMEOUT = 5.0
 DRAIN_POLL = 0.002
-# How much of a client program's error output is kept for the user (its last lines).
-MAX_ERROR_TEXT = 600
 # Longest base of a work database's name: the name is `<base>__<what>_<stamp>`, at most 63.
 MAX_BASE = 30
 
@@ -98,53 +91,21 @@ class Dumped:
 # -- client programs --------------------------------------------------------------------------
 
 
-def _version_of(path: str) -> int:
-    match = re.search(r"/postgresql/(\d+)/bin/", path)
-    return int(match.group(1)) if match else 0
-
-
-@functools.cache
 def tool(name: str, major: int) -> str:
-    """Return the path of PostgreSQL client program `name` for a server of version `major`.
-
-    The same major version when installed (Debian: /usr/lib/postgresql/<major>/bin/), else the
-    nearest newer one (pg_dump and pg_restore read and write older servers), else the one on
-    PATH. An older pg_dump refuses a newer server, so it is never picked on purpose.
-    """
-    installed = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
-    usable = sorted((p for p in installed if _version_of(p) >= major), key=_version_of)
-    if usable:
-        return usable[0]
-    found = shutil.which(name)
-    if found:
-        return found
-    raise PgFailed(
-        f"{name} is not installed on this server (Debian: apt install postgresql-client-{major})."
-    )
+    """Return the client program `name` for a server of version `major` (dbselect.catalog
+    .clients.program); raise PgFailed when none is installed."""
+    found = clients.program(name, major)
+    if found is None:
+        raise PgFailed(
+            f"{name} is not installed on this server "
+            f"(Debian: apt install postgresql-client-{major})."
+        )
+    return found
 
 
 def server_major(conn: psycopg.Connection) -> int:
     """Return the major version of the server `conn` is connected to."""
     return int(conn.info.server_version) // 10000
-
-
-def _environment(url: PostgresURL) -> dict[str, str]:
-    """The environment of a client program: libpq's variables for `url`, and nothing else of
-    this process's PG* settings (a PGSERVICE or PGOPTIONS of the server must not apply)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(url.environment())
-    env["PGCONNECT_TIMEOUT"] = str(int(setting("POSTGRES_CONNECT_TIMEOUT")))
-    env["PGAPPNAME"] = "nukeworks-snapshots"
-    env["LC_ALL"] = "C"
-    return env
-
-
-def _error_text(raw: bytes, url: PostgresURL) -> str:
-    """Return the last lines a client program wrote, without any password."""
-    text = raw.decode("utf-8", "replace").strip()
-    if url.password:
-        text = text.replace(url.password, "********")
-    return text[-MAX_ERROR_TEXT:] or "no error message"
 
 
 def _run(
@@ -163,7 +124,7 @@ def _run(
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=out,
             stderr=err,
-            env=_environment(url),
+            env=clients.environment(url, "nukeworks-snapshots"),
             close_fds=True,
         )
         try:
@@ -186,7 +147,7 @@ def _run(
         out.seek(0)
         if child.returncode != 0:
             program = os.path.basename(command[0])
-            raise PgFailed(f"{program} failed: {_error_text(err.read(), url)}")
+            raise PgFailed(f"{program} failed: {clients.error_text(err.read(), url)}")
         return out.read()
 
 
@@ -292,8 +253,7 @@ def check_archive(fd: int, url: PostgresURL) -> None:
 
 def newest_client() -> int:
     """Return the newest installed client version: it reads every older archive."""
-    installed = [_version_of(p) for p in glob.glob("/usr/lib/postgresql/*/bin/pg_restore")]
-    return max(installed, default=0)
+    return max(clients.installed_versions("pg_restore"), default=0)
 
 
 # -- server-side steps --------------------------------------------------------------------------
