@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
@@ -78,6 +79,32 @@ def check_registered(target: str) -> tuple[str, DatabaseInfo]:
             "choose are listed above; operators register others (manage.py catalog add)."
         )
     return target, postgres.inspect(target, entry.url)
+
+
+def inspect_target(target: str) -> DatabaseInfo:
+    """Validate a session's database read-only, whatever it is: a file (already normalised)
+    or a PostgreSQL catalog target. Raise ValidationFailed when it cannot be read."""
+    if catalog.is_target(target):
+        return check_registered(target)[1]
+    return inspect_database(target)
+
+
+def database_size(target: str) -> tuple[int, int]:
+    """Return (size in bytes, bytes not yet checkpointed): a file and its -wal, or a
+    PostgreSQL database's pg_database_size (and 0). (0, 0) when it cannot be read."""
+    if catalog.is_target(target):
+        entry = catalog.entry_for_target(target)
+        try:
+            return (postgres.database_size(entry.url) if entry is not None else 0), 0
+        except Exception:  # a size must never take a page down
+            return 0, 0
+    sizes = []
+    for suffix in ("", "-wal"):
+        try:
+            sizes.append(os.stat(target + suffix).st_size)
+        except OSError:
+            sizes.append(0)
+    return sizes[0], sizes[1]
 
 
 URL_REFUSED = (

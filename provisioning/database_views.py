@@ -14,7 +14,6 @@ Every refused POST is audited in the session's database; the actions audit thems
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +27,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit import log as audit_log
-from dbselect import catalog, engines, permissions, session
+from dbselect import catalog, engines, permissions, selection, session
 from dbselect.engines import gate
-from dbselect.files.validation import ValidationFailed, inspect_database
+from dbselect.files.validation import ValidationFailed
 from dbselect.layout import catalog_label
 from dbselect.permissions import admin_required
 from inspection import views as inspection
@@ -100,16 +99,11 @@ def details(request: HttpRequest) -> HttpResponse:
     """Show the session's database as a whole, with what admins and operators can do to it."""
     database = _database(request)
     try:
-        info = inspect_database(database)
+        info = selection.inspect_target(database)
         state, problem = info.state, ""
     except ValidationFailed as exc:
         info, state, problem = None, None, exc.reason
-    sizes = {}
-    for suffix in ("", "-wal"):
-        try:
-            sizes[suffix] = os.stat(database + suffix).st_size
-        except OSError:
-            sizes[suffix] = 0
+    file_size, wal_size = selection.database_size(database)
     try:
         snapshot_count: int | None = len(snapshots.list_snapshots(database))
     except snapshots.SnapshotError:
@@ -127,8 +121,9 @@ def details(request: HttpRequest) -> HttpResponse:
             "info": info,
             "state": state,
             "problem": problem,
-            "file_size": sizes[""],
-            "wal_size": sizes["-wal"],
+            "file_size": file_size,
+            "wal_size": wal_size,
+            "is_postgres": catalog.is_target(database),
             "snapshot_count": snapshot_count,
             "snapshot_folder": snapshots.folder_for(database),
             "report": report,

@@ -176,6 +176,10 @@ def test_details_page_shows_the_postgresql_database(admin, plant):
     assert "manage.py dbinspect plant --tables --triggers" in html
     assert "NOT VALID" in html  # the full check says what it does on PostgreSQL
     assert catalog.entry_for_target(plant).url.password not in html
+    # The head of the page: validated through PostgreSQL, its size from the server.
+    assert page.context["state"].value == "up_to_date" and page.context["problem"] == ""
+    assert page.context["file_size"] > 0 and page.context["wal_size"] == 0
+    assert "<th>Database</th>" in html and "No file exists" not in html
 
 
 def test_details_page_full_check_runs_on_postgresql(admin, plant):

@@ -148,6 +148,12 @@ def inspect_open(conn: psycopg.Connection, target: str) -> DatabaseInfo:
     )
 
 
+def database_size(url: PostgresURL) -> int:
+    """Return the size of `url`'s database on its server, in bytes."""
+    with connect(url, readonly=True, timeout_ms=INSPECT_STATEMENT_TIMEOUT_MS) as conn:
+        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+
 # -- server-side operations (snapshots, restores, new databases) -----------------------------
 
 
