@@ -18,15 +18,13 @@ from django.http import HttpRequest
 from rest_framework import status
 
 from api.errors import ApiError, fault_error
-from dbselect import catalog, engines, recovery, session, state
-from dbselect.catalog import postgres
+from dbselect import catalog, engines, recovery, selection, session, state
 from dbselect.conf import get_config
 from dbselect.engines import gate
 from dbselect.files.schema import SchemaState
 from dbselect.files.validation import (
     DatabaseInfo,
     ValidationFailed,
-    inspect_database,
     refusal_reason,
 )
 from dbselect.layout import preparing
@@ -181,14 +179,7 @@ def _validated(engine: engines.Engine) -> bool:
 
 def _inspect(target: str) -> DatabaseInfo:
     """Validate a file or a PostgreSQL database of the catalog, read-only."""
-    if not catalog.is_target(target):
-        return inspect_database(target)
-    entry = catalog.entry_for_target(target)
-    if entry is None:
-        raise ValidationFailed(
-            "This PostgreSQL database is no longer in the catalog (an operator removed it)."
-        )
-    return postgres.inspect(target, entry.url)
+    return selection.inspect_target(target)
 
 
 # Apps whose tables a sign-in reads or writes (users, their groups, tokens).

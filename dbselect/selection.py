@@ -75,8 +75,8 @@ def check_registered(target: str) -> tuple[str, DatabaseInfo]:
     if entry is None:
         label = catalog.label_of(target) or ""
         raise ValidationFailed(
-            f"No PostgreSQL database is registered as “{label[:40]}”. The databases you can "
-            "choose are listed above; operators register others (manage.py catalog add)."
+            f"No PostgreSQL database is registered as “{label[:40]}” (any more): operators "
+            "register them (manage.py catalog add), and the selector lists them."
         )
     return target, postgres.inspect(target, entry.url)
 

@@ -32,13 +32,13 @@ from django.core.management import call_command
 from django.db import connections
 
 from audit import log as audit_log
-from dbselect import catalog, engines, signals, state
+from dbselect import catalog, engines, selection, signals, state
 from dbselect.catalog import postgres
 from dbselect.engines import gate, query_budget
 from dbselect.engines.cache import publish_alias
 from dbselect.files.locks import LockTimeout, flocked
 from dbselect.files.schema import Migration, SchemaState, migration_names
-from dbselect.files.validation import DatabaseInfo, ValidationFailed, inspect_database
+from dbselect.files.validation import DatabaseInfo, ValidationFailed
 from dbselect.layout import folder_for
 from snapshots import pg
 from snapshots.metadata import Kind
@@ -143,14 +143,7 @@ def file_lock(path: str, timeout: float) -> Iterator[None]:
 
 def inspect(path: str) -> DatabaseInfo:
     """Validate a database read-only: a file, or a PostgreSQL database of the catalog."""
-    if catalog.is_target(path):
-        entry = catalog.entry_for_target(path)
-        if entry is None:
-            raise ValidationFailed(
-                "This PostgreSQL database is no longer in the catalog (an operator removed it)."
-            )
-        return postgres.inspect(path, entry.url)
-    return inspect_database(path)
+    return selection.inspect_target(path)
 
 
 def plan_for(path: str) -> DatabaseInfo:

@@ -273,3 +273,18 @@ def test_api_current_and_the_slow_query_page_on_a_postgresql_session(make_pg_dat
     assert listed.status_code == 200
     assert [c["name"] for c in listed.json()["results"]] == ["Acme"]
     assert client.get("/database/slow-queries").status_code == 200
+
+
+def test_apitoken_command_on_a_postgresql_label(make_pg_database):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    make_pg_database("ledger", users=[("ann", PASSWORD, True)], companies=["Ledger Co"])
+    out, err = StringIO(), StringIO()
+    call_command("apitoken", "ann", database="ledger", stdout=out, stderr=err)
+    token = out.getvalue().strip()
+    response = Client().get(
+        "/api/v1/databases/ledger/companies/", headers={"Authorization": f"Token {token}"}
+    )
+    assert response.status_code == 200 and "Ledger Co" in response.content.decode()

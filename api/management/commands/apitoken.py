@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from knox.models import AuthToken
 
 from audit import log as audit_log
-from dbselect import engines, scanner, state
-from dbselect.files.validation import ValidationFailed, inspect_database, refusal_reason
+from dbselect import catalog, engines, scanner, selection, state
+from dbselect.files.validation import ValidationFailed, refusal_reason
 
 
 class Command(BaseCommand):
@@ -22,19 +22,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--database", required=True, help="Catalog label (folder under databases/)."
+            "--database",
+            required=True,
+            help="Catalog label (a folder under databases/, or a registered PostgreSQL database).",
         )
         parser.add_argument("username", help="A user of that database.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         label = options["database"]
         paths = dict(scanner.database_files())
+        registered = catalog.get(label)
+        if registered is not None:
+            paths[label] = registered.target
         if label not in paths:
-            known = ", ".join(sorted(paths)) or "none"
+            known = ", ".join(sorted({*paths, *(e.label for e in catalog.entries())})) or "none"
             raise CommandError(f"No database is labelled {label!r} (known: {known}).")
         path = paths[label]
         try:
-            reason = refusal_reason(inspect_database(path))
+            reason = refusal_reason(selection.inspect_target(path))
         except ValidationFailed as exc:
             reason = exc.reason
         if reason:
