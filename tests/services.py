@@ -112,3 +112,40 @@ def make_pg_database(postgres_server: services.Service, pg_template: str):
     connections.close_all()
     for dbname in made:
         postgres.drop_database(server, dbname)
+
+
+@pytest.fixture(autouse=True)
+def _forget_postgres_engines() -> Iterator[None]:
+    """The engine cache outlives a test, its catalog does not (tests/conftest.py): a label the
+    next test registers again is another database, never served by this test's engine."""
+    yield
+    from dbselect import catalog, engines
+
+    for engine in engines.all():
+        if catalog.is_target(engine.target):
+            engines.dispose(engine.target)
+
+
+def database_names(url, like: str = "%") -> list[str]:
+    """Return the names of the databases on `url`'s server (matching LIKE `like`)."""
+    from dbselect.catalog import postgres
+
+    with postgres.maintenance(url) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like,))
+        return [r[0] for r in rows]
+
+
+@pytest.fixture
+def postgres_url(postgres_server: services.Service):
+    """The server's superuser URL, parsed; every nw_* database a test made is dropped after."""
+    from django.db import connections
+
+    from dbselect.catalog import dsn, postgres
+
+    url = dsn.parse(postgres_server.extra["url"])
+    before = set(database_names(url))
+    yield url
+    connections.close_all()
+    for name in set(database_names(url)) - before:
+        if name.startswith("nw_"):
+            postgres.drop_database(url, name)

@@ -35,14 +35,6 @@ CONTENT = os.urandom(150_000) + b"scan"
 SHA = hashlib.sha256(CONTENT).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def _forget_engines():
-    """The engines of this test's catalog entries go with its catalog (tests/conftest.py)."""
-    yield
-    for entry in catalog.entries():
-        engines.dispose(entry.target)
-
-
 @pytest.fixture
 def docs(make_pg_database) -> str:
     return make_pg_database("pgdocs", name="PG Docs", companies=["Acme"], users=[USER, ADMIN])

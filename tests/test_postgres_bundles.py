@@ -25,11 +25,11 @@ from django.test import Client
 from bundles import package
 from bundles.newdb import database_path, temp_dbname
 from dbselect import catalog, engines, state
-from dbselect.catalog import dsn, postgres
 from dbselect.conf import get_config
 from nukeworks.attachments import service
 from nukeworks.companies.models import Company, Project
 from tests.helpers import messages_of, select, sign_in
+from tests.services import database_names
 
 ADMIN = ("boss", "boss-pw", True)
 REPORT = os.urandom(200_000) + b"report"
@@ -40,30 +40,10 @@ def _alias(target: str) -> str:
     return engines.register(target).alias
 
 
-@pytest.fixture(autouse=True)
-def _forget_engines():
-    """Each test's catalog is its own (tests/conftest.py): the engines of its entries go with
-    it, so a label the next test registers again is never served by this test's settings."""
-    yield
-    for entry in catalog.entries():
-        engines.dispose(entry.target)
-
-
 @pytest.fixture
-def server(postgres_server):
+def server(postgres_url):
     """The test server's URL; every database a test created through NukeWorks is dropped."""
-    parsed = dsn.parse(postgres_server.extra["url"])
-    before = set(_databases(parsed))
-    yield parsed
-    connections.close_all()
-    for name in set(_databases(parsed)) - before:
-        if name.startswith("nw_"):
-            postgres.drop_database(parsed, name)
-
-
-def _databases(url) -> list[str]:
-    with postgres.maintenance(url) as conn:
-        return [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
+    return postgres_url
 
 
 @pytest.fixture
@@ -173,7 +153,7 @@ def test_exportdb_of_a_postgres_database_imports_into_postgres_and_into_a_file(
     entry = catalog.get("pgcopy")
     assert entry is not None and entry.url.dbname == dbname and entry.display_name == "PG Copy"
     assert entry.url.host == server.host and entry.url.port == server.port
-    assert temp_dbname(dbname, "pgcopy") not in _databases(server)
+    assert temp_dbname(dbname, "pgcopy") not in database_names(server)
     assert _rows("postgresql:pgcopy") == _rows(source)
     assert _store("postgresql:pgcopy") == _store(source)
     assert _downloads("postgresql:pgcopy") == EXPECTED
@@ -249,7 +229,7 @@ def test_importdb_into_postgres_refuses_a_taken_name_and_cleans_up_a_failure(
     target = make_pg_database("holder", name="Holder", companies=["Acme"])
     bad = tmp_path / "bad.zip"
     _run("exportdb", "holder", "-o", str(bad))
-    before = set(_databases(server))
+    before = set(database_names(server))
     from bundles import newdb
 
     real = newdb.apply
@@ -267,7 +247,7 @@ def test_importdb_into_postgres_refuses_a_taken_name_and_cleans_up_a_failure(
             )  # fmt: skip
     finally:
         newdb.apply = real
-    assert set(_databases(server)) == before
+    assert set(database_names(server)) == before
     assert catalog.get("halfway") is None
     assert not (Path(get_config()["DATABASES_DIR"]) / "halfway" / "payloads").exists()
     assert target  # the database the bundle came from is untouched

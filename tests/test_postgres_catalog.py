@@ -25,15 +25,6 @@ from tests.helpers import messages_of, select, sign_in
 PASSWORD = "s3cret-Catalog-pw"
 
 
-@pytest.fixture(autouse=True)
-def _forget_postgres_engines():
-    """Labels come back in later tests with other databases: their engines must not stay."""
-    yield
-    for engine in engines.all():
-        if not engine.is_file:
-            engines.dispose(engine.target)
-
-
 @pytest.fixture
 def server(postgres_server) -> dsn.PostgresURL:
     return dsn.parse(postgres_server.extra["url"])

@@ -37,15 +37,6 @@ def _own_store(tmp_path, settings):
     engine_store.reset_store()
 
 
-@pytest.fixture(autouse=True)
-def _forget_postgres_engines():
-    """Labels come back in later tests with other databases: their engines must not stay."""
-    yield
-    for engine in engines.all():
-        if not engine.is_file:
-            engines.dispose(engine.target)
-
-
 @pytest.fixture
 def persistent(monkeypatch):
     """CONN_MAX_AGE > 0 for the aliases registered from now on (built on `default`)."""

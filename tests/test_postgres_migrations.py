@@ -16,6 +16,7 @@ from dbselect.files.schema import SchemaState
 from migrating import service as migrating
 from snapshots import service as snapshots
 from tests.helpers import add_rows, messages_of, select, sign_in
+from tests.services import database_names
 
 ADMIN = ("root", "pw-root-12345", True)
 
@@ -45,9 +46,7 @@ def _schema_and_rows(target: str) -> dict[str, object]:
 
 
 def _work_databases(target: str) -> list[str]:
-    live = _url(target).dbname
-    rows = _query(target, "SELECT datname FROM pg_database WHERE datname LIKE %s", (live + "__%",))
-    return [r[0] for r in rows]
+    return database_names(_url(target), _url(target).dbname + "__%")
 
 
 def _audit(target: str) -> list[tuple[str, str]]:
@@ -79,15 +78,6 @@ def _old_pg_database(make_pg_database, label: str) -> str:
             )
     engines.dispose(target)
     return target
-
-
-@pytest.fixture(autouse=True)
-def _forget_engines():
-    """The engine cache outlives a test: a label reused by the next one is another database."""
-    yield
-    for engine in engines.all():
-        if catalog.is_target(engine.target):
-            engines.dispose(engine.target)
 
 
 @pytest.fixture

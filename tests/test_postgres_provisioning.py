@@ -21,44 +21,31 @@ from huey.contrib.djhuey import HUEY
 
 from bundles import newdb
 from dbselect import catalog, engines
-from dbselect.catalog import dsn, postgres
+from dbselect.catalog import postgres
 from dbselect.conf import get_config
 from dbselect.layout import PREPARING_MARKER
 from nukeworks.companies.models import Company, Project
 from provisioning import progress
 from tests.helpers import select, sign_in
+from tests.services import database_names
 
 PASSWORD = "pw-prov-12345"
 ADMIN_PASSWORD = "Very-long-admin-pw-1"
 
 
 @pytest.fixture(autouse=True)
-def _queue_and_engines(tmp_path, settings):
-    """An empty queue for each test; the engines of this test's catalog entries go with it
-    (the next test's catalog may name another database under the same label)."""
+def _queue(tmp_path, settings):
+    """An empty queue for each test."""
     settings.DBSELECT = {**settings.DBSELECT, "ENGINE_STORE_DIR": tmp_path / "engines"}
     HUEY.flush()
     yield
     HUEY.flush()
-    for entry in catalog.entries():
-        engines.dispose(entry.target)
 
 
 @pytest.fixture
-def server(postgres_server):
+def server(postgres_url):
     """The server's superuser URL; every nw_* database a test made is dropped afterwards."""
-    url = dsn.parse(postgres_server.extra["url"])
-    before = set(_databases(url))
-    yield url
-    connections.close_all()
-    for name in set(_databases(url)) - before:
-        if name.startswith("nw_"):
-            postgres.drop_database(url, name)
-
-
-def _databases(url) -> list[str]:
-    with postgres.maintenance(url) as conn:
-        return [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
+    return postgres_url
 
 
 def run_queued() -> int:
@@ -120,7 +107,7 @@ def test_an_operator_creates_a_database_on_the_postgres_server_through_the_page(
     listed = operator.get("/select-db").content.decode()
     assert "Pgnew site" in listed and "being prepared" in listed
     assert catalog.get("pgnew") is None
-    assert "nw_pgnew" not in _databases(server)
+    assert "nw_pgnew" not in database_names(server)
     assert operator.get("/select-db/preparing/pgnew/status").json()["state"] == "queued"
     request_file = (databases_dir() / "pgnew" / progress.REQUEST_FILE).read_text()
     assert server.password not in request_file and '"like": "pgbase"' in request_file
@@ -131,7 +118,7 @@ def test_an_operator_creates_a_database_on_the_postgres_server_through_the_page(
     entry = catalog.get("pgnew")
     assert entry is not None and entry.url.dbname == "nw_pgnew"
     assert (entry.url.host, entry.url.port) == (server.host, server.port)
-    assert newdb.temp_dbname("nw_pgnew", "pgnew") not in _databases(server)
+    assert newdb.temp_dbname("nw_pgnew", "pgnew") not in database_names(server)
     assert not (databases_dir() / "pgnew" / PREPARING_MARKER).exists()
     assert (databases_dir() / "pgnew" / "snapshots").is_dir()
     info = postgres.inspect(entry.target, entry.url)
@@ -166,7 +153,9 @@ def test_a_failed_build_drops_its_database_and_an_operator_rebuilds_it(
     run_queued()
     status = operator.get("/select-db/preparing/pgflaky/status").json()
     assert status["state"] == "failed" and "the disk said no" in status["message"]
-    assert not {"nw_pgflaky", newdb.temp_dbname("nw_pgflaky", "pgflaky")} & set(_databases(server))
+    assert not {"nw_pgflaky", newdb.temp_dbname("nw_pgflaky", "pgflaky")} & set(
+        database_names(server)
+    )
     assert catalog.get("pgflaky") is None
     assert not (databases_dir() / "pgflaky" / "payloads").exists()
     assert "preparation failed" in operator.get("/select-db").content.decode()
@@ -189,12 +178,12 @@ def test_discard_drops_what_an_interrupted_build_left_on_the_server(operator, se
     assert operator.get("/select-db/preparing/pgstop/status").json()["state"] == "interrupted"
     response = operator.post("/select-db/preparing/pgstop/discard")
     assert response.status_code == 302 and response["Location"] == "/select-db"
-    assert leftover not in _databases(server)
+    assert leftover not in database_names(server)
     assert not (databases_dir() / "pgstop").exists()
     assert catalog.get("pgstop") is None
     # The queued job finds nothing to do.
     run_queued()
-    assert "nw_pgstop" not in _databases(server)
+    assert "nw_pgstop" not in database_names(server)
 
 
 def test_the_page_refuses_a_taken_database_name_and_an_unknown_server(operator, server):
@@ -252,7 +241,9 @@ def test_createdb_retry_of_a_url_build_needs_the_url_again(server, monkeypatch):
             "--no-progress", stdout=io.StringIO(), stderr=io.StringIO(),
         )  # fmt: skip
     assert progress.status("cmdfail").state == "failed"
-    assert not {"nw_cmdfail", newdb.temp_dbname("nw_cmdfail", "cmdfail")} & set(_databases(server))
+    assert not {"nw_cmdfail", newdb.temp_dbname("nw_cmdfail", "cmdfail")} & set(
+        database_names(server)
+    )
     # No password beside the database: the request records the URL without it.
     request_file = (databases_dir() / "cmdfail" / progress.REQUEST_FILE).read_text()
     assert server.password not in request_file and "nw_cmdfail" in request_file

@@ -34,6 +34,7 @@ from dbselect.catalog import store
 from snapshots import pg, service
 from tests.helpers import add_rows, messages_of, select, sign_in
 from tests.live import Browser, GunicornServer
+from tests.services import database_names
 
 ADMIN = ("kim", "pw-kim-12345", True)
 CLERK = ("clerk", "pw-clerk-12345", False)
@@ -57,12 +58,7 @@ def _companies(target: str, dbname: str | None = None) -> list[str]:
 
 
 def _work_databases(target: str) -> list[str]:
-    live = _url(target).dbname
-    with psycopg.connect(**_url(target).libpq_params()) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s", (live + "__%",)
-        ).fetchall()
-    return [r[0] for r in rows]
+    return database_names(_url(target), _url(target).dbname + "__%")
 
 
 def _snapshot_companies(target: str, snapshot: service.Snapshot) -> list[str]:
