@@ -30,11 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_routing import (  # noqa: E402
-    COMPANIES,
-    PASSWORD,
     bench_routing,
     cpu_plan,
     ensure_wrk,
+    migrate_and_fill,
     setup_django,
 )
 from nukeworks.cluster import services  # noqa: E402
@@ -44,30 +43,15 @@ LABEL = "bench"
 
 
 def make_pg_bench_database(server_url: str) -> str:
-    """Create, migrate and fill the bench database; register it; return its URL."""
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.db import connections
-
-    from dbselect import catalog, engines, state
+    """Create, register, migrate and fill the bench database; return its URL."""
+    from dbselect import catalog
     from dbselect.catalog import dsn, postgres
-    from dbselect.models import SystemSetting
-    from nukeworks.companies.models import Company
 
     server = dsn.parse(server_url)
     postgres.create_database(server, "bench")
     url = server.with_dbname("bench").url()
     entry = catalog.add(LABEL, url, "Bench")
-    engine = engines.register(entry.target)
-    with state.override(engine.alias):
-        call_command("migrate", database=engine.alias, verbosity=0, interactive=False)
-        SystemSetting.set_value(SystemSetting.DISPLAY_NAME, "Bench")
-        Company.objects.bulk_create(
-            Company(name=f"Company {i:03d}", country="Benchland", notes="x" * 80)
-            for i in range(COMPANIES)
-        )
-        get_user_model().objects.create_user("bench", password=PASSWORD, is_staff=True)
-    connections[engine.alias].close()
+    migrate_and_fill(entry.target)
     with postgres.connect(server.with_dbname("bench"), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return url

@@ -191,8 +191,9 @@ def setup_django(server: GunicornServer) -> None:
     django.setup()
 
 
-def make_bench_database(path: Path) -> None:
-    """A migrated database with COMPANIES companies and a staff user, closed and checkpointed."""
+def migrate_and_fill(target: str) -> None:
+    """Migrate the database at `target` (a file or a PostgreSQL target) and give it the bench
+    content: its name, COMPANIES companies and a staff user; its connection is closed."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connections
@@ -201,9 +202,7 @@ def make_bench_database(path: Path) -> None:
     from dbselect.models import SystemSetting
     from nukeworks.companies.models import Company
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engines.create_file(str(path))
-    engine = engines.register(str(path))
+    engine = engines.register(target)
     with state.override(engine.alias):
         call_command("migrate", database=engine.alias, verbosity=0, interactive=False)
         SystemSetting.set_value(SystemSetting.DISPLAY_NAME, "Bench")
@@ -213,6 +212,15 @@ def make_bench_database(path: Path) -> None:
         )
         get_user_model().objects.create_user("bench", password=PASSWORD, is_staff=True)
     connections[engine.alias].close()
+
+
+def make_bench_database(path: Path) -> None:
+    """A migrated database with COMPANIES companies and a staff user, closed and checkpointed."""
+    from dbselect import engines
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engines.create_file(str(path))
+    migrate_and_fill(str(path))
     engines.dispose(str(path))
 
 
