@@ -29,6 +29,7 @@ from typing import Any
 from bundles import newdb
 from dbselect import engines
 from dbselect.files.validation import (
+    DISPLAY_NAME_KEY,
     SETTINGS_TABLE,
     SqliteHeader,
     ValidationFailed,
@@ -45,6 +46,8 @@ _SAMPLE_ROWS = 200
 # Share of a page that rows fill on average (b-tree pages are rarely full).
 _FILL = 0.85
 SEED_KEYS = (newdb.SEED_NAME, newdb.SEED_VERSION, newdb.SEED_STATUS)
+# The rows of system_settings an inspection shows (Inspection.take_settings).
+SETTINGS_KEYS = (*SEED_KEYS, DISPLAY_NAME_KEY)
 
 
 class OutOfTime(Exception):
@@ -152,6 +155,18 @@ class Inspection:
 
     def table(self, name: str) -> TableInfo | None:
         return next((t for t in self.tables if t.name == name), None)
+
+    def take_settings(self, stored: dict[str, Any]) -> None:
+        """Set the display name and seed from the SETTINGS_KEYS rows of system_settings."""
+
+        def text(key: str) -> str | None:
+            value = stored.get(key)
+            return str(value)[:200] if value not in (None, "") else None
+
+        self.seed_name = text(newdb.SEED_NAME)
+        self.seed_version = text(newdb.SEED_VERSION)
+        self.seed_status = text(newdb.SEED_STATUS)
+        self.display_name = text(DISPLAY_NAME_KEY)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -386,20 +401,12 @@ def _settings(conn: sqlite3.Connection, result: Inspection) -> None:
         stored = dict(
             conn.execute(
                 f"SELECT key, value FROM {_quote(SETTINGS_TABLE)} WHERE key IN (?, ?, ?, ?)",
-                (*SEED_KEYS, "db_display_name"),
+                SETTINGS_KEYS,
             ).fetchall()
         )
     except sqlite3.Error:
         return
-
-    def text(key: str) -> str | None:
-        value = stored.get(key)
-        return str(value)[:200] if value not in (None, "") else None
-
-    result.seed_name = text(newdb.SEED_NAME)
-    result.seed_version = text(newdb.SEED_VERSION)
-    result.seed_status = text(newdb.SEED_STATUS)
-    result.display_name = text("db_display_name")
+    result.take_settings(stored)
 
 
 def _count_rows(conn: sqlite3.Connection, result: Inspection, budget: _Budget) -> None:

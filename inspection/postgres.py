@@ -32,11 +32,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bundles import newdb
 from dbselect.catalog import CatalogEntry, postgres
 from dbselect.files.validation import SETTINGS_TABLE, ValidationFailed
 from inspection.checking import MAX_LISTED, CheckResult, ForeignKeyViolation
 from inspection.contents import (
+    SETTINGS_KEYS,
     Column,
     ForeignKey,
     IndexInfo,
@@ -261,7 +261,6 @@ def _settings(conn: psycopg.Connection, result: Inspection) -> None:
     table = result.table(SETTINGS_TABLE)
     if table is None or table.kind != "table":
         return
-    keys = (newdb.SEED_NAME, newdb.SEED_VERSION, newdb.SEED_STATUS, "db_display_name")
     try:
         with conn.transaction():
             stored = dict(
@@ -269,20 +268,12 @@ def _settings(conn: psycopg.Connection, result: Inspection) -> None:
                     sql.SQL("SELECT key, value FROM {} WHERE key = ANY(%s)").format(
                         sql.Identifier(SETTINGS_TABLE)
                     ),
-                    (list(keys),),
+                    (list(SETTINGS_KEYS),),
                 ).fetchall()
             )
     except psycopg.Error:
         return
-
-    def text(key: str) -> str | None:
-        value = stored.get(key)
-        return str(value)[:200] if value not in (None, "") else None
-
-    result.seed_name = text(newdb.SEED_NAME)
-    result.seed_version = text(newdb.SEED_VERSION)
-    result.seed_status = text(newdb.SEED_STATUS)
-    result.display_name = text("db_display_name")
+    result.take_settings(stored)
 
 
 def _count_rows(conn: psycopg.Connection, result: Inspection, deadline: _Deadline) -> None:
