@@ -20,13 +20,14 @@ from psycopg import sql
 
 from dbselect.catalog.dsn import PostgresURL
 from dbselect.conf import get_config, setting
-from dbselect.files.schema import SchemaState, compare
+from dbselect.files.schema import SchemaState
 from dbselect.files.validation import (
     DISPLAY_NAME_KEY,
     SEED_STATUS_KEY,
     SETTINGS_TABLE,
     DatabaseInfo,
     ValidationFailed,
+    database_info,
 )
 
 logger = logging.getLogger("nukeworks.dbselect")
@@ -102,8 +103,7 @@ def inspect_open(conn: psycopg.Connection, target: str) -> DatabaseInfo:
         (str(app), str(name))
         for app, name in conn.execute("SELECT app, name FROM django_migrations")
     }
-    comparison = compare(applied)
-    display_name = seed_status = None
+    stored: dict[str, object] = {}
     if SETTINGS_TABLE in tables:
         stored = dict(
             conn.execute(
@@ -113,13 +113,7 @@ def inspect_open(conn: psycopg.Connection, target: str) -> DatabaseInfo:
                 (DISPLAY_NAME_KEY, SEED_STATUS_KEY),
             ).fetchall()
         )
-        name = stored.get(DISPLAY_NAME_KEY)
-        if isinstance(name, str) and name.strip():
-            display_name = name.strip()
-        if SEED_STATUS_KEY in stored:
-            seed_status = str(stored[SEED_STATUS_KEY] or "")[:100]
-    config = get_config()
-    marker = config["EMPTY_MARKER_TABLE"]
+    marker = get_config()["EMPTY_MARKER_TABLE"]
     is_empty = False
     if marker:
         is_empty = (
@@ -129,23 +123,7 @@ def inspect_open(conn: psycopg.Connection, target: str) -> DatabaseInfo:
             ).fetchone()
             is None
         )
-    warnings = (
-        (str(config["EMPTY_MARKER_MESSAGE"]),)
-        if is_empty and comparison.state is not SchemaState.NOT_NUKEWORKS
-        else ()
-    )
-    return DatabaseInfo(
-        path=target,
-        state=comparison.state,
-        display_name=display_name,
-        identity=None,
-        header=None,
-        is_empty=is_empty,
-        pending=comparison.pending,
-        unknown=comparison.unknown,
-        warnings=warnings,
-        seed_status=seed_status,
-    )
+    return database_info(target, applied, stored, is_empty)
 
 
 def database_size(url: PostgresURL) -> int:

@@ -318,9 +318,7 @@ def _inspect_open(
         (str(app), str(name))
         for app, name in conn.execute("SELECT app, name FROM django_migrations").fetchall()
     }
-    comparison = compare(applied)
-    display_name = None
-    seed_status = None
+    stored: dict[str, object] = {}
     if SETTINGS_TABLE in tables:
         stored = dict(
             conn.execute(
@@ -328,12 +326,35 @@ def _inspect_open(
                 (DISPLAY_NAME_KEY, SEED_STATUS_KEY),
             ).fetchall()
         )
-        name = stored.get(DISPLAY_NAME_KEY)
-        if isinstance(name, str) and name.strip():
-            display_name = name.strip()
-        if SEED_STATUS_KEY in stored:
-            seed_status = str(stored[SEED_STATUS_KEY] or "")[:100]
-    is_empty = _is_empty(conn, tables)
+    return database_info(
+        path, applied, stored, _is_empty(conn, tables), identity=identity, header=header
+    )
+
+
+def database_info(
+    path: str,
+    applied: set[Migration],
+    stored: dict[str, object],
+    is_empty: bool,
+    *,
+    identity: FileIdentity | None = None,
+    header: SqliteHeader | None = None,
+) -> DatabaseInfo:
+    """Return what validation learned of a database that has `django_migrations`, for a file
+    or a PostgreSQL database alike.
+
+    `applied` holds its migrations, `stored` its DISPLAY_NAME_KEY and SEED_STATUS_KEY rows of
+    SETTINGS_TABLE (empty without that table), `is_empty` whether it has no row of
+    DBSELECT["EMPTY_MARKER_TABLE"].
+    """
+    comparison = compare(applied)
+    display_name = None
+    seed_status = None
+    name = stored.get(DISPLAY_NAME_KEY)
+    if isinstance(name, str) and name.strip():
+        display_name = name.strip()
+    if SEED_STATUS_KEY in stored:
+        seed_status = str(stored[SEED_STATUS_KEY] or "")[:100]
     warnings = (
         (str(get_config()["EMPTY_MARKER_MESSAGE"]),)
         if (is_empty and comparison.state is not SchemaState.NOT_NUKEWORKS)
