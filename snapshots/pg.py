@@ -334,23 +334,6 @@ def maintenance_lock(url: PostgresURL, timeout: float) -> Iterator[psycopg.Conne
         raise PgFailed(postgres.describe_error(exc)) from None
 
 
-def _set_allow(conn: psycopg.Connection, dbname: str, allow: bool) -> None:
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-            sql.Identifier(dbname), sql.Literal(bool(allow))
-        )
-    )
-
-
-def _terminate(conn: psycopg.Connection, dbname: str) -> int:
-    rows = conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()",
-        (dbname,),
-    ).fetchall()
-    return sum(1 for (done,) in rows if done)
-
-
 def _drain(conn: psycopg.Connection, dbname: str, timeout: float = DRAIN_TIMEOUT) -> int:
     """End every session of `dbname` and wait until they are gone; return how many ended.
 
@@ -361,7 +344,7 @@ def _drain(conn: psycopg.Connection, dbname: str, timeout: float = DRAIN_TIMEOUT
     ended = 0
     deadline = time.monotonic() + timeout
     while True:
-        ended += _terminate(conn, dbname)
+        ended += postgres.terminate_sessions(conn, dbname)
         left = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (dbname,),
@@ -371,15 +354,9 @@ def _drain(conn: psycopg.Connection, dbname: str, timeout: float = DRAIN_TIMEOUT
         time.sleep(DRAIN_POLL)
 
 
-def _rename(conn: psycopg.Connection, old: str, new: str) -> None:
-    conn.execute(
-        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
-    )
-
-
 def allow_connections(conn: psycopg.Connection, dbname: str) -> None:
     """Let clients connect to `dbname` again."""
-    _set_allow(conn, dbname, True)
+    postgres.set_allow_connections(conn, dbname, True)
 
 
 @contextlib.contextmanager
@@ -392,12 +369,12 @@ def closed(conn: psycopg.Connection, url: PostgresURL, live: str) -> Iterator[in
     swap put there) accepts connections again; if the block failed, a fresh connection makes
     sure of it, so the live database is never left closed.
     """
-    _set_allow(conn, live, False)
+    postgres.set_allow_connections(conn, live, False)
     try:
         yield _drain(conn, live)
     finally:
         try:
-            _set_allow(conn, live, True)
+            postgres.set_allow_connections(conn, live, True)
         except psycopg.Error:
             logger.warning("reopening %s on a fresh connection", live)
             postgres.set_allow_connections(url, live, True)
@@ -424,8 +401,8 @@ def swap(conn: psycopg.Connection, live: str, replacement: str, old: str) -> Non
 
     def both() -> None:
         with conn.transaction():
-            _rename(conn, live, old)
-            _rename(conn, replacement, live)
+            postgres.rename_database(conn, live, old)
+            postgres.rename_database(conn, replacement, live)
 
     _retry_in_use(conn, live, both)
 

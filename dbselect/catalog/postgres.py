@@ -168,9 +168,20 @@ def drop_database(url: PostgresURL, dbname: str) -> None:
         )
 
 
-def rename_database(url: PostgresURL, old: str, new: str) -> None:
+@contextmanager
+def _on_server(server: PostgresURL | psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Use `server` when it is an open connection to the server (autocommit, or in the
+    caller's transaction: snapshots.pg's swap), else open a maintenance connection to it."""
+    if isinstance(server, psycopg.Connection):
+        yield server
+    else:
+        with maintenance(server) as conn:
+            yield conn
+
+
+def rename_database(server: PostgresURL | psycopg.Connection, old: str, new: str) -> None:
     """ALTER DATABASE `old` RENAME TO `new` (nobody may be connected to `old`)."""
-    with maintenance(url) as conn:
+    with _on_server(server) as conn:
         conn.execute(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                 sql.Identifier(old), sql.Identifier(new)
@@ -178,9 +189,11 @@ def rename_database(url: PostgresURL, old: str, new: str) -> None:
         )
 
 
-def set_allow_connections(url: PostgresURL, dbname: str, allow: bool) -> None:
+def set_allow_connections(
+    server: PostgresURL | psycopg.Connection, dbname: str, allow: bool
+) -> None:
     """Let (or stop) every client connect to `dbname`, superusers included."""
-    with maintenance(url) as conn:
+    with _on_server(server) as conn:
         conn.execute(
             sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
                 sql.Identifier(dbname), sql.Literal(bool(allow))
@@ -188,9 +201,9 @@ def set_allow_connections(url: PostgresURL, dbname: str, allow: bool) -> None:
         )
 
 
-def terminate_sessions(url: PostgresURL, dbname: str) -> int:
+def terminate_sessions(server: PostgresURL | psycopg.Connection, dbname: str) -> int:
     """End every other session on `dbname` (any app server's); return how many."""
-    with maintenance(url) as conn:
+    with _on_server(server) as conn:
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -223,11 +236,7 @@ def reopen_if_abandoned(url: PostgresURL) -> bool:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
             return False  # a restore or migration is at work: it reopens the database itself
         try:
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
-                    sql.Identifier(url.dbname)
-                )
-            )
+            set_allow_connections(conn, url.dbname, True)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
     logger.warning(
