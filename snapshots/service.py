@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ from dbselect.catalog import postgres
 from dbselect.engines import gate
 from dbselect.files.paths import sqlite_uri
 from dbselect.files.schema import SchemaState
-from dbselect.files.validation import ValidationFailed, inspect_database
+from dbselect.files.validation import DatabaseInfo, ValidationFailed, inspect_database
 from dbselect.layout import snapshot_dir_for
 from payloads import references
 from snapshots import folder as folder_content
@@ -222,6 +222,18 @@ def open_snapshot(database: str, name: str) -> tuple[Snapshot, BinaryIO]:
     snapshot, fd = _inspect(database, name, keep_open=True)
     assert fd is not None
     return snapshot, os.fdopen(fd, "rb")
+
+
+@contextlib.contextmanager
+def _held_open(database: str, name: str) -> Iterator[tuple[Snapshot, int]]:
+    """Yield the snapshot `name` of `database` and its checked descriptor (see open_snapshot),
+    closed when the block ends."""
+    snapshot, fd = _inspect(database, name, keep_open=True)
+    assert fd is not None
+    try:
+        yield snapshot, fd
+    finally:
+        os.close(fd)
 
 
 def _audit(
@@ -484,18 +496,24 @@ def verify_restorable(snapshot: Snapshot, fd: int, *, allow_old_schema: bool) ->
             "taken; it was altered or damaged and cannot be restored. The database was not "
             "changed."
         )
+    refuse_schema(
+        snapshot, lambda: inspect_database(str(snapshot.path)), allow_old_schema=allow_old_schema
+    )
+
+
+def refuse_schema(
+    snapshot: Snapshot, validate: Callable[[], DatabaseInfo], *, allow_old_schema: bool
+) -> None:
+    """Refuse a snapshot whose content cannot be validated (`validate`: the snapshot file's
+    validation, or that of the database it was restored into) or whose schema (against the
+    code) cannot be restored here."""
     try:
-        state = inspect_database(str(snapshot.path)).state
+        state = validate().state
     except ValidationFailed as exc:
         raise SnapshotError(
             f"The snapshot {snapshot.name} cannot be restored: {exc.reason} "
             "The database was not changed."
         ) from None
-    refuse_schema(snapshot, state, allow_old_schema=allow_old_schema)
-
-
-def refuse_schema(snapshot: Snapshot, state: SchemaState, *, allow_old_schema: bool) -> None:
-    """Refuse a snapshot whose schema (`state`, against the code) cannot be restored here."""
     if state is SchemaState.UP_TO_DATE or (
         allow_old_schema and state is SchemaState.NEEDS_MIGRATION
     ):
@@ -530,21 +548,24 @@ def _latest_audit_time(snapshot: Path) -> datetime | None:
     return value
 
 
+# What is carried of an audit entry newer than the restored snapshot.
+_AUDIT_FIELDS = (
+    "created_at",
+    "username",
+    "user_id",
+    "action",
+    "target",
+    "outcome",
+    "detail",
+    "remote_addr",
+)
+
+
 def _audit_since(alias: str, since: datetime | None) -> list[dict]:
     rows = AuditEntry.objects.using(alias).order_by("-created_at", "-id")
     if since is not None:
         rows = rows.filter(created_at__gt=since)
-    fields = (
-        "created_at",
-        "username",
-        "user_id",
-        "action",
-        "target",
-        "outcome",
-        "detail",
-        "remote_addr",
-    )
-    return list(reversed(rows.values(*fields)[:MAX_CARRIED_AUDIT]))
+    return list(reversed(rows.values(*_AUDIT_FIELDS)[:MAX_CARRIED_AUDIT]))
 
 
 def _carry_audit(alias: str, rows: list[dict]) -> None:
@@ -610,26 +631,16 @@ def restore_snapshot(
     """
     alias = _alias(database)
     try:
-        if catalog.is_target(database):
-            result = _restore_postgres(
-                database,
-                name,
-                alias,
-                username=username,
-                request=request,
-                progress=progress,
-                allow_old_schema=allow_old_schema,
-            )
-        else:
-            result = _restore_file(
-                database,
-                name,
-                alias,
-                username=username,
-                request=request,
-                progress=progress,
-                allow_old_schema=allow_old_schema,
-            )
+        restore = _restore_postgres if catalog.is_target(database) else _restore_file
+        result = restore(
+            database,
+            name,
+            alias,
+            username=username,
+            request=request,
+            progress=progress,
+            allow_old_schema=allow_old_schema,
+        )
     except (SnapshotError, DatabaseError) as exc:
         _audit_failure(
             "snapshot.restore",
@@ -682,19 +693,10 @@ def _restore_file(
     with (
         _maintenance(database),
         folder_lock(folder_for(database), exclusive=True, timeout=LOCK_TIMEOUT),
-        contextlib.ExitStack() as stack,
+        _held_open(database, name) as (snapshot, fd),
     ):
-        snapshot, fd = _inspect(database, name, keep_open=True)
-        assert fd is not None
-        stack.callback(os.close, fd)
         verify_restorable(snapshot, fd, allow_old_schema=allow_old_schema)
-        safety = _create(
-            database,
-            kind=Kind.SAFETY,
-            note=f"Automatic safety snapshot before restoring {snapshot.name}",
-            username=username,
-            progress=None,
-        )
+        safety = _safety_snapshot(database, snapshot, username)
         _audit_safety(alias, safety, request=request, username=username)
         carried = _audit_since(alias, _latest_audit_time(snapshot.path))
         # This thread's own connection must not hold a transaction during the restore.
@@ -719,6 +721,21 @@ def _restore_file(
     return RestoreResult(snapshot, safety, carried_count)
 
 
+def _safety_snapshot(
+    database: str, restoring: Snapshot, username: str, *, source_dbname: str | None = None
+) -> Snapshot:
+    """Take the safety snapshot of a restore of `restoring` (the caller holds the folder
+    lock); `source_dbname` as in _create."""
+    return _create(
+        database,
+        kind=Kind.SAFETY,
+        note=f"Automatic safety snapshot before restoring {restoring.name}",
+        username=username,
+        progress=None,
+        source_dbname=source_dbname,
+    )
+
+
 def _audit_safety(
     alias: str, safety: Snapshot, *, request: HttpRequest | None, username: str
 ) -> None:
@@ -740,18 +757,6 @@ def _carry_audit_logged(alias: str, carried: list[dict]) -> int:
         # The restore itself succeeded; the entries remain in the safety snapshot.
         logger.error("audit entries not carried over after restore: %s", exc)
     return len(carried)
-
-
-_AUDIT_FIELDS = (
-    "created_at",
-    "username",
-    "user_id",
-    "action",
-    "target",
-    "outcome",
-    "detail",
-    "remote_addr",
-)
 
 
 def _verify_archive(snapshot: Snapshot, fd: int, url: catalog.PostgresURL) -> None:
@@ -825,11 +830,8 @@ def _restore_postgres(
         # of this database is kept out by the server lock.
         with (
             folder_lock(folder_for(database), exclusive=False, timeout=LOCK_TIMEOUT),
-            contextlib.ExitStack() as stack,
+            _held_open(database, name) as (snapshot, fd),
         ):
-            snapshot, fd = _inspect(database, name, keep_open=True)
-            assert fd is not None
-            stack.callback(os.close, fd)
             _verify_archive(snapshot, fd, url)
             if progress is not None:
                 progress(0, snapshot.size)
@@ -841,14 +843,11 @@ def _restore_postgres(
                     "The database was not changed."
                 ) from None
         restored_url = url.with_dbname(scratch)
-        try:
-            state = postgres.inspect(database, restored_url).state
-        except ValidationFailed as exc:
-            raise SnapshotError(
-                f"The snapshot {snapshot.name} cannot be restored: {exc.reason} "
-                "The database was not changed."
-            ) from None
-        refuse_schema(snapshot, state, allow_old_schema=allow_old_schema)
+        refuse_schema(
+            snapshot,
+            lambda: postgres.inspect(database, restored_url),
+            allow_old_schema=allow_old_schema,
+        )
         try:
             since = pg.latest_audit_time(restored_url, table)
         except psycopg.Error:
@@ -940,14 +939,7 @@ def _after_swap(
         logger.error("audit entries of %s not read: %s", old, postgres.describe_error(exc))
     try:
         with folder_lock(folder_for(database), exclusive=False, timeout=LOCK_TIMEOUT):
-            safety = _create(
-                database,
-                kind=Kind.SAFETY,
-                note=f"Automatic safety snapshot before restoring {snapshot.name}",
-                username=username,
-                progress=None,
-                source_dbname=old,
-            )
+            safety = _safety_snapshot(database, snapshot, username, source_dbname=old)
     except SnapshotError as exc:
         logger.error("safety snapshot of %s failed, database kept: %s", old, exc)
     kept = ""
