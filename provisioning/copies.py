@@ -58,7 +58,12 @@ from dbselect import catalog, engines
 from dbselect.catalog import postgres, registry
 from dbselect.engines.cache import publish_alias
 from dbselect.files.schema import SchemaState
-from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
+from dbselect.files.validation import (
+    DatabaseInfo,
+    ValidationFailed,
+    inspect_database,
+    not_ready_reason,
+)
 from dbselect.layout import is_archived_path, is_snapshot_path, snapshot_dir_for
 from dbselect.models import SystemSetting
 from payloads import references
@@ -372,8 +377,14 @@ def _check_source(source: str) -> None:
             "then copy it.",
             code="invalid_source",
         )
+    _check_copyable(lambda: inspect_database(source))
+
+
+def _check_copyable(validate: Callable[[], DatabaseInfo]) -> None:
+    """Refuse a source its validation (`validate`, a file's or a PostgreSQL database's)
+    refuses, or that is no ready NukeWorks database this code can copy."""
     try:
-        info = inspect_database(source)
+        info = validate()
     except ValidationFailed as exc:
         raise ProvisioningError(
             f"The database to copy cannot be used: {exc.reason}", code="invalid_source"
@@ -703,19 +714,7 @@ def _check_postgres_source(source: str) -> catalog.CatalogEntry:
         raise ProvisioningError(
             "This PostgreSQL database is no longer in the catalog.", code="invalid_source"
         )
-    try:
-        info = postgres.inspect(entry.target, entry.url)
-    except ValidationFailed as exc:
-        raise ProvisioningError(
-            f"The database to copy cannot be used: {exc.reason}", code="invalid_source"
-        ) from None
-    if info.state in (SchemaState.NOT_NUKEWORKS, SchemaState.NEWER):
-        raise ProvisioningError(
-            f"The database to copy cannot be copied: {info.state.label}.", code="invalid_source"
-        )
-    reason = not_ready_reason(info)
-    if reason:
-        raise ProvisioningError(reason, code="invalid_source")
+    _check_copyable(lambda: postgres.inspect(entry.target, entry.url))
     return entry
 
 
