@@ -162,22 +162,8 @@ def _build(
     alias = engines.register(str(temp)).alias
     try:
         with state.override(alias):
-            call_command("migrate", database=alias, interactive=False, verbosity=0)
-            SystemSetting.set_value(SEED_STATUS, BUILDING, using=alias)
-            SystemSetting.set_value(SEED_NAME, package.name if package else "", using=alias)
-            SystemSetting.set_value(
-                SEED_VERSION, str(package.version) if package else "", using=alias
-            )
-            SystemSetting.set_value(SystemSetting.DISPLAY_NAME, display_name, using=alias)
-            if admin is not None:
-                _create_admin(alias, *admin)
-            if package is not None:
-                # Attachment files go into the store of the final name (not the temporary's).
-                apply(package, alias, progress=progress, database=final)
-            elif progress:
-                progress(0, 0)
-            _check(alias)
-            SystemSetting.set_value(SEED_STATUS, READY, using=alias)
+            # Attachment files go into the store of the final name (not the temporary's).
+            _fill(alias, package, display_name, admin, progress, final)
             with connections[alias].cursor() as cursor:
                 cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         connections[alias].close()
@@ -391,9 +377,11 @@ def _fill(
     display_name: str,
     admin: tuple[str, str] | None,
     progress: Progress | None,
-    target: str,
+    database: str | Path,
 ) -> None:
-    """Migrate, stamp and seed the database behind `alias` (a new, empty one)."""
+    """Migrate, stamp, seed and check the database behind `alias` (a new, empty one), then
+    mark it ready. Attachment files go into the payload store of `database` (the final file,
+    or the catalog target)."""
     call_command("migrate", database=alias, interactive=False, verbosity=0)
     SystemSetting.set_value(SEED_STATUS, BUILDING, using=alias)
     SystemSetting.set_value(SEED_NAME, package.name if package else "", using=alias)
@@ -402,11 +390,12 @@ def _fill(
     if admin is not None:
         _create_admin(alias, *admin)
     if package is not None:
-        # Attachment files go into databases/<label>/payloads/ (the target's store).
-        apply(package, alias, progress=progress, database=target)
+        apply(package, alias, progress=progress, database=database)
     elif progress:
         progress(0, 0)
     # PostgreSQL checks every reference itself (Django's constraints), at each commit.
+    if connections[alias].vendor == "sqlite":
+        _check(alias)
     SystemSetting.set_value(SEED_STATUS, READY, using=alias)
 
 
