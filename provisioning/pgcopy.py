@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
+from typing import IO
 
 import psycopg
 
@@ -60,19 +61,38 @@ def copy_into_new(source: PostgresURL, target: PostgresURL) -> int:
         raise
 
 
+def _start(
+    command: list[str],
+    url: PostgresURL,
+    *,
+    stdin: int | IO[bytes] | None,
+    stdout: int | IO[bytes],
+    stderr: IO[bytes],
+) -> subprocess.Popen[bytes]:
+    """Start a client program with `url`'s libpq environment (its password never on the
+    command line)."""
+    return subprocess.Popen(
+        command,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        env=clients.environment(url, "nukeworks-copy"),
+        close_fds=True,
+    )
+
+
 def _pipe(source: PostgresURL, target: PostgresURL, major: int) -> None:
     pg_dump, pg_restore = tool("pg_dump", major), tool("pg_restore", major)
     with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
-        dump = subprocess.Popen(
+        dump = _start(
             [pg_dump, "--format=custom", "--no-owner", "--no-privileges"],
+            source,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=dump_err,
-            env=clients.environment(source, "nukeworks-copy"),
-            close_fds=True,
         )
         try:
-            restore = subprocess.Popen(
+            restore = _start(
                 [
                     pg_restore,
                     "--no-owner",
@@ -81,11 +101,10 @@ def _pipe(source: PostgresURL, target: PostgresURL, major: int) -> None:
                     "--single-transaction",
                     f"--dbname={target.dbname}",
                 ],
+                target,
                 stdin=dump.stdout,
                 stdout=subprocess.DEVNULL,
                 stderr=restore_err,
-                env=clients.environment(target, "nukeworks-copy"),
-                close_fds=True,
             )
         finally:
             assert dump.stdout is not None
