@@ -206,14 +206,12 @@ def _postgres_destination(
         where = url
         record = {"url": _without_password(url), "dbname": url.dbname}
     elif like:
-        entry = progress.catalog_entry(like)
-        if entry is None:
-            raise ProvisioningError(
-                f"No PostgreSQL database is registered as {like!r}: choose a server of the "
-                "catalog.",
-                code="unknown_server",
-            )
-        where = entry.url.with_dbname(dbname or newdb.default_dbname(label))
+        where = _on_server_of(
+            like,
+            label,
+            dbname,
+            f"No PostgreSQL database is registered as {like!r}: choose a server of the catalog.",
+        )
         record = {"like": like, "dbname": where.dbname}
     else:
         if dbname:
@@ -224,6 +222,15 @@ def _postgres_destination(
     except packages.BundleError as exc:
         raise ProvisioningError(exc.message, code="invalid_dbname") from None
     return where, record
+
+
+def _on_server_of(like: str, label: str, dbname: str | None, missing: str) -> PostgresURL:
+    """Return the database `dbname` (default: the label's) on the server of the catalog
+    entry `like`; refuse with `missing` when no entry has that label."""
+    entry = progress.catalog_entry(like)
+    if entry is None:
+        raise ProvisioningError(missing, code="unknown_server")
+    return entry.url.with_dbname(dbname or newdb.default_dbname(label))
 
 
 def _check_server(label: str, where: PostgresURL) -> None:
@@ -250,14 +257,13 @@ def _postgres_url(label: str, asked: dict[str, Any], given: PostgresURL | None) 
     """Return where the request of `label` builds its database (see _postgres_destination)."""
     wanted = asked.get("postgres") or {}
     if wanted.get("like"):
-        entry = progress.catalog_entry(str(wanted["like"]))
-        if entry is None:
-            raise ProvisioningError(
-                f"The catalog entry {wanted['like']!r}, whose server was chosen, is no longer "
-                "registered: discard this database and create it again.",
-                code="unknown_server",
-            )
-        return entry.url.with_dbname(str(wanted.get("dbname") or newdb.default_dbname(label)))
+        return _on_server_of(
+            str(wanted["like"]),
+            label,
+            str(wanted.get("dbname") or ""),
+            f"The catalog entry {wanted['like']!r}, whose server was chosen, is no longer "
+            "registered: discard this database and create it again.",
+        )
     if given is None or _without_password(given) != wanted.get("url"):
         raise ProvisioningError(
             f"{label!r} is built on a PostgreSQL server given by its URL on the command line, "
