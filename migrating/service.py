@@ -58,6 +58,10 @@ class MigrationInProgress(Exception):
     """Another process or thread is migrating this file and did not finish in time."""
 
 
+class _SwapUncertain(Exception):
+    """A PostgreSQL swap failed and the server could not say whether it committed."""
+
+
 class MigrationFailed(Exception):
     """A migration step failed; the file was restored from the pre-migration snapshot."""
 
@@ -316,9 +320,20 @@ def _migrate_postgres(
                 pg.swap(admin, live, copy, old)
             except psycopg.Error as exc:
                 # One transaction: committed (then it is done) or not at all. Ask the server.
-                if pg.swap_committed(url, old) is not True:
+                committed = pg.swap_committed(url, old)
+                if committed is None:
+                    raise _SwapUncertain(
+                        f"{postgres.describe_error(exc)} The server cannot say whether the "
+                        f"migrated copy took the database's place: the database as it was is "
+                        f"either still live or kept as {old}. Nothing is lost; check the "
+                        "PostgreSQL server."
+                    ) from exc
+                if not committed:
                     raise
                 logger.error("swap of %s committed, then failed: %s", path, exc)
+    except _SwapUncertain as exc:
+        _audit(alias, path, author, "failure", str(exc), request, True, in_place=False)
+        raise MigrationFailed(str(exc), snapshot, False) from exc
     except Exception as exc:
         if copied:
             # After the live database is open again: dropping takes a checkpoint.

@@ -12,6 +12,7 @@ from django.test import Client
 from audit.models import AuditEntry
 from dbselect import catalog, engines, state
 from dbselect import session as db_session
+from dbselect.catalog import postgres
 from dbselect.files.schema import SchemaState
 from migrating import service as migrating
 from snapshots import service as snapshots
@@ -188,3 +189,33 @@ def test_the_api_applies_the_plan_and_reports_a_failed_run(make_pg_database, set
     assert error["detail"]["restored"] is True
     assert "exactly as it was; nothing was lost" in error["message"]
     assert _schema_and_rows(target) == before and _work_databases(target) == []
+
+
+def test_a_swap_the_server_cannot_vouch_for_is_never_called_harmless(
+    operator, make_pg_database, monkeypatch
+):
+    """The connection breaks during the swap and the server cannot be asked whether it
+    committed: the admin is told the truth (the database is live or kept aside, nothing is
+    lost), never that it is untouched."""
+    from snapshots import pg
+
+    target = _old_pg_database(make_pg_database, "unsurepg")
+
+    def broken_swap(*args, **kwargs):
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pg, "swap", broken_swap)
+    monkeypatch.setattr(pg, "swap_committed", lambda url, old: None)
+    response = operator.post("/select-db/migrate", {"path": target})
+    assert response.status_code == 422
+    [banner] = [m for m in messages_of(response) if "Migration failed" in m]
+    assert "cannot say whether the migrated copy took the database's place" in banner
+    assert "Nothing is lost" in banner and "exactly as it was" not in banner
+    [(outcome, detail)] = _audit(target)
+    assert outcome == "failure" and "cannot say" in detail
+    # Nothing was dropped on a guess: the migrated copy is still on the server (removed here).
+    monkeypatch.undo()
+    leftovers = _work_databases(target)
+    assert leftovers
+    for name in leftovers:
+        postgres.drop_database(_url(target), name)
