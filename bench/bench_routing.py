@@ -488,12 +488,21 @@ def bench_routing(
         selected.stop()
 
 
-def bench_cpu(args, work: Path, db: Path) -> dict:
-    """CPU per request of both configurations, in ONE process, alternating (routing_cpu_probe)."""
+def bench_cpu(args, work: Path, db: Path | str, env: dict[str, str] | None = None) -> dict:
+    """CPU per request of both configurations, in ONE process, alternating (routing_cpu_probe).
+
+    `work` is the probe's folder (its instance/ holds the catalog of a PostgreSQL `db`)."""
     probe = ROOT / "bench" / "routing_cpu_probe.py"
-    command = [sys.executable, str(probe), str(db), str(work / "cpu-probe")]
+    command = [sys.executable, str(probe), str(db), str(work)]
     command += ["--rounds", str(args.cpu_rounds), "--requests", str(args.cpu_requests)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    ).stdout
     result = json.loads(out.strip().splitlines()[-1])["pages"]
     first = next(iter(result.values()))
     print(
@@ -706,7 +715,7 @@ def main() -> int:
         if "routing" in parts:
             results["routing"] = bench_routing(args, wrk, work, db, server_kw, client_cpus)
         if "routing" in parts:
-            results["routing_cpu"] = bench_cpu(args, work, db)
+            results["routing_cpu"] = bench_cpu(args, work / "cpu-probe", db)
         if "thousand" in parts:
             results["thousand"] = bench_thousand(args, wrk, work, db, thousand, client_cpus)
         if "switch" in parts:

@@ -1,8 +1,9 @@
 """Helper of bench_routing.py: the CPU one request costs, routed vs static, in ONE process.
 
 Run as `python bench/routing_cpu_probe.py DB WORKDIR [--rounds R] [--requests N]` (DB: a
-database made by bench_routing.py, with its `bench` user). It prints a table on stderr and
-the figures as one JSON line on stdout.
+database made by bench_routing.py, with its `bench` user; or `postgresql:bench`, the catalog
+entry bench_postgres.py registered in WORKDIR/instance, with BENCH_STATIC_PG_URL set). It
+prints a table on stderr and the figures as one JSON line on stdout.
 
 Both configurations live in the same process, on the same settings (`nukeworks.settings`,
 `default` = DB, exactly as bench/static_settings.py points it), and are called the way
@@ -57,6 +58,10 @@ CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="[^"]*"')
 
 
 def configure(db: str, work: Path) -> None:
+    # A PostgreSQL target (bench_postgres.py): `default` is that database in both
+    # configurations (bench/probe_pg_settings.py), the routed session selects its catalog
+    # entry, whose catalog lies in WORKDIR/instance.
+    postgres = db.startswith("postgresql:")
     os.environ.update(
         SECRET_KEY="bench-cpu-probe-secret-key-0123456789-0123456789",
         SESSION_FILE_PATH=str(work / "sessions"),
@@ -72,7 +77,7 @@ def configure(db: str, work: Path) -> None:
         NUKEWORKS_ENV="testing",
         DEBUG="false",
         ALLOWED_HOSTS="127.0.0.1,testserver",
-        DJANGO_SETTINGS_MODULE="nukeworks.settings",
+        DJANGO_SETTINGS_MODULE="bench.probe_pg_settings" if postgres else "nukeworks.settings",
     )
     warnings.simplefilter("ignore")  # no collected static files in the probe's folders
     import django
@@ -149,7 +154,13 @@ def build(db: str, static_session: str) -> dict[str, Config]:
     from bench.bench_routing import PASSWORD
 
     login = {"username": "bench", "password": PASSWORD}
-    if static_conf.DATABASES["default"]["NAME"] != settings.DATABASES["default"]["NAME"]:
+    if db.startswith("postgresql:"):
+        from dbselect import catalog
+
+        entry = catalog.entry_for_target(db)
+        if entry is None or settings.DATABASES["default"]["NAME"] != entry.url.dbname:
+            raise SystemExit("static `default` is not the routed PostgreSQL database")
+    elif static_conf.DATABASES["default"]["NAME"] != settings.DATABASES["default"]["NAME"]:
         raise SystemExit("static and routed `default` differ")
     routed_routers = list(router.routers)
     if not routed_routers or static_conf.DATABASE_ROUTERS:
