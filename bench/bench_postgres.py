@@ -9,10 +9,13 @@ from Debian's packages (nukeworks/cluster/services.py, loopback, temporary data 
   router, `default` = that database with the same connection settings.
 
 Both read the same session (same SECRET_KEY, the same session folder) and render identical
-pages (checked, CSRF tokens aside). wrk drives the company list and the home page in
-alternated rounds (bench_routing.bench_routing, the same method as the SQLite figures):
-requests/s, p50/p99, server CPU per request and the paired ratios routed/static. Goal: the
-routed site keeps at least x0.97 of the static one's requests/s.
+pages (checked, CSRF tokens aside). The servers are pinned to one core, wrk and PostgreSQL
+(whose backends inherit the postmaster's affinity) to the other. Part 1: wrk drives the
+company list and the home page in alternated rounds (bench_routing.bench_routing, the method
+of the SQLite figures): requests/s, p50/p99, server CPU per request and the paired ratios
+routed/static. Part 2: the CPU one request costs, routed vs static, in one process
+(routing_cpu_probe.py). Goal: the routed site keeps at least x0.97 of the static one's
+requests/s.
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ def main() -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="nukeworks-bench-postgres-"))
     pg = services.start_postgres(work / "postgres", password=secrets.token_hex(12))
+    if client_cpus:
+        # PostgreSQL forks a backend per connection (one per request at CONN_MAX_AGE=0): on
+        # wrk's core, not the servers', so the server core measures gunicorn alone and the
+        # backends' CPU does not land on one configuration's rounds more than the other's.
+        os.sched_setaffinity(pg.pid(), client_cpus)
     try:
         server_kw = {"workers": args.workers, "threads": args.threads, "cpus": server_cpus}
         # The routed server's folders: this process registers the catalog entry there.
