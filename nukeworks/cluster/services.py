@@ -334,6 +334,8 @@ listen stats
     stats enable
     stats uri /
     stats refresh 5s
+    # Loopback only: lets an operator drain a server before stopping it.
+    stats admin if TRUE
 """
         if stats_port
         else ""
