@@ -21,11 +21,10 @@ setup: venv
 	$(PY) manage.py ensureadmin --database default
 	$(PY) manage.py collectstatic --noinput -v 0
 
-## Serve on 127.0.0.1:8000 with gunicorn (gthread workers), and the task queue's worker
+## Serve on 127.0.0.1:8000 (NUKEWORKS_BIND) with gunicorn (gthread workers), and the task queue's worker
 ## (manage.py run_huey: builds new databases) beside it; Ctrl+C stops both.
 run: setup
 	@$(PY) manage.py env --brief
-	@echo "NukeWorks is serving on http://127.0.0.1:8000/ (Ctrl+C to stop)"
 	VENV=$(VENV) nukeworks/serve.sh
 
 ## Several servers on loopback (nukeworks/cluster/): PostgreSQL (5433) with the catalog entry

@@ -7,6 +7,10 @@ set -u
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 
+# Gunicorn's address (NUKEWORKS_BIND) taken, e.g. by another `make run`: one line saying so and
+# how to choose another, before anything starts (no gunicorn traceback, no orphan worker).
+"$VENV/bin/python" nukeworks/port_check.py || exit 1
+
 # Prometheus metrics (metrics/): gunicorn's workers and the queue worker write their values in
 # one folder (instance/metrics/), emptied here so every counter starts from zero.
 PROMETHEUS_MULTIPROC_DIR="$("$VENV/bin/python" -m metrics.multiprocess)" || exit 1
