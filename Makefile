@@ -55,6 +55,7 @@ browser:
 	  else echo "chromium is missing: browser tests will be skipped (apt-get install chromium)"; fi; }
 
 ## strace: tests/test_sqlite_lock_race.py slows SQLite's close() with it to provoke a race.
+## axe-core (npm registry, tests/js/package-lock.json): injected by the browser tests.
 ## PostgreSQL, Redis and HAProxy (Debian's packages): the several-servers tests start their own
 ## on loopback ports (nukeworks/cluster/services.py); the packaged services are left stopped.
 test-tools: venv
@@ -63,6 +64,9 @@ test-tools: venv
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; \
 	  else echo "strace is missing: the SQLite lock race test will be skipped (apt-get install strace)"; fi; }
 	$(PY) -m nukeworks.cluster packages
+	@test -f tests/js/node_modules/axe-core/axe.min.js || { \
+	  if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/js --no-audit --no-fund --silent; \
+	  else echo "npm is missing: the accessibility checks of the browser tests will fail (apt-get install npm)"; fi; }
 
 test: venv browser test-tools
 	$(VENV)/bin/pytest
