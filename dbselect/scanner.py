@@ -4,16 +4,34 @@ PostgreSQL database an operator registered in the catalog (dbselect.catalog)."""
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from dbselect import catalog
 from dbselect.catalog import postgres
 from dbselect.conf import get_config
+from dbselect.files.paths import PathRejected, bounded
 from dbselect.files.schema import SchemaState
-from dbselect.files.validation import ValidationFailed, inspect_database, not_ready_reason
+from dbselect.files.validation import (
+    DatabaseInfo,
+    ValidationFailed,
+    inspect_database,
+    not_ready_reason,
+    open_readonly,
+)
 from dbselect.layout import preparing
+
+# Rows counted at most in a database's main table (DBSELECT["EMPTY_MARKER_TABLE"]): the
+# selector shows "10,000+" beyond, so listing a huge database never scans its table.
+COUNT_LIMIT = 10_000
+# Seconds the selector may spend counting one file's rows.
+COUNT_TIME_LIMIT = 0.5
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,15 @@ class ScannedDatabase:
     kind: str = "sqlite"
     # Where it lives, as people may see it: host:port/dbname of a PostgreSQL database.
     location: str = ""
+    # Its size in bytes (a file's, or pg_database_size), None when unknown.
+    size: int | None = None
+    # When the file was last written (seconds since the epoch), None for PostgreSQL.
+    modified: float | None = None
+    # Rows of its main table (DBSELECT["EMPTY_MARKER_TABLE"]), at most COUNT_LIMIT + 1 (shown
+    # as "10,000+"); an estimate for PostgreSQL; None when not cheaply known.
+    count: int | None = None
+    # True when `count` is PostgreSQL's estimate (pg_class.reltuples).
+    count_estimated: bool = False
 
     @property
     def usable(self) -> bool:
@@ -126,10 +153,17 @@ def scan(root: Path | None = None) -> list[ScannedDatabase]:
         try:
             info = inspect_database(path)
         except ValidationFailed as exc:
-            results.append(ScannedDatabase(label, path, label, None, exc.reason))
+            size, modified = file_stat(path)
+            results.append(
+                ScannedDatabase(label, path, label, None, exc.reason, size=size, modified=modified)
+            )
             continue
         # A file whose building never finished is never served (seed_status).
         not_ready = not_ready_reason(info)
+        if info.identity is not None:
+            size, modified = info.identity.size, info.identity.mtime_ns / 1e9
+        else:
+            size, modified = file_stat(path)
         results.append(
             ScannedDatabase(
                 label=label,
@@ -139,6 +173,9 @@ def scan(root: Path | None = None) -> list[ScannedDatabase]:
                 error=not_ready,
                 is_empty=info.is_empty,
                 not_ready=not_ready is not None,
+                size=size,
+                modified=modified,
+                count=_count_rows(info),
             )
         )
     for label, path, marker in preparing_databases(root):
@@ -147,6 +184,45 @@ def scan(root: Path | None = None) -> list[ScannedDatabase]:
     if root is None:
         results.extend(scan_catalog())
     return sorted(results, key=lambda db: db.label)
+
+
+def file_stat(path: str) -> tuple[int | None, float | None]:
+    """Return (size in bytes, last modification time) of the file at `path`, or Nones when
+    it cannot be read in time (a network share that stops answering)."""
+    try:
+        st = bounded(lambda: os.stat(path), timeout=1.0)
+    except (OSError, PathRejected):
+        return None, None
+    return st.st_size, st.st_mtime
+
+
+def _count_rows(info: DatabaseInfo) -> int | None:
+    """Count the rows of the file's main table, at most COUNT_LIMIT + 1, read-only.
+
+    None when the file has no such table (or not a known schema) or the count takes longer
+    than COUNT_TIME_LIMIT: the selector then shows no count.
+    """
+    table = get_config()["EMPTY_MARKER_TABLE"]
+    if not table or info.state is SchemaState.NOT_NUKEWORKS:
+        return None
+    if info.is_empty:
+        return 0
+    quoted = table.replace('"', '""')
+    query = f'SELECT count(*) FROM (SELECT 1 FROM "{quoted}" LIMIT {COUNT_LIMIT + 1})'
+
+    def _count() -> int:
+        conn = open_readonly(info.path, info.header)
+        deadline = time.monotonic() + COUNT_TIME_LIMIT
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            return int(conn.execute(query).fetchone()[0])
+        finally:
+            conn.close()
+
+    try:
+        return bounded(_count, timeout=COUNT_TIME_LIMIT + 1.0)
+    except (sqlite3.Error, PathRejected, OSError):
+        return None
 
 
 def scan_catalog() -> list[ScannedDatabase]:
@@ -168,10 +244,58 @@ def scan_catalog() -> list[ScannedDatabase]:
         return list(pool.map(_scan_entry, entries))
 
 
+def _pg_figures(conn: psycopg.Connection) -> tuple[int | None, int | None, bool]:
+    """Return (database size, rows of the main table, whether they are an estimate) through an
+    open connection.
+
+    The estimate is pg_class.reltuples (kept by ANALYZE and autovacuum); a table never
+    analysed yet (-1) is counted, at most COUNT_LIMIT + 1 rows.
+    """
+    size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+    table = get_config()["EMPTY_MARKER_TABLE"]
+    if not table:
+        return size, None, False
+    row = conn.execute(
+        "SELECT reltuples FROM pg_catalog.pg_class WHERE oid = to_regclass(%s)",
+        (sql.Identifier(table).as_string(conn),),
+    ).fetchone()
+    if row is None:
+        return size, None, False
+    if row[0] is not None and row[0] >= 0:
+        return size, int(row[0]), True
+    counted = conn.execute(
+        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %s) AS bounded").format(
+            sql.Identifier(table)
+        ),
+        (COUNT_LIMIT + 1,),
+    ).fetchone()
+    return size, int(counted[0]), False
+
+
+def _inspect_entry(
+    entry: catalog.CatalogEntry,
+) -> tuple[DatabaseInfo, int | None, int | None, bool]:
+    """Validate a catalog entry read-only as postgres.inspect does, and read its size and row
+    estimate through the same short connection (one connection per entry, as before)."""
+    try:
+        with postgres.connect(
+            entry.url, readonly=True, timeout_ms=postgres.INSPECT_STATEMENT_TIMEOUT_MS
+        ) as conn:
+            info = postgres.inspect_open(conn, entry.target)
+            try:
+                figures = _pg_figures(conn)
+            except psycopg.Error:  # figures are a nicety: the validation stands
+                conn.rollback()
+                figures = (None, None, False)
+            return (info, *figures)
+    except psycopg.Error as exc:
+        raise ValidationFailed(postgres.describe_error(exc)) from None
+
+
 def _scan_entry(entry: catalog.CatalogEntry) -> ScannedDatabase:
     where = entry.url.server()
     try:
-        info = postgres.inspect(entry.target, entry.url)
+        info, size, count, estimated = _inspect_entry(entry)
     except ValidationFailed as exc:
         return ScannedDatabase(
             entry.label, entry.target, entry.display_name or entry.label, None, exc.reason,
@@ -188,4 +312,7 @@ def _scan_entry(entry: catalog.CatalogEntry) -> ScannedDatabase:
         not_ready=not_ready is not None,
         kind=catalog.KIND,
         location=where,
+        size=size,
+        count=count,
+        count_estimated=estimated,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -99,6 +101,66 @@ def _browse_start(history: dict) -> str:
     return databases_dir
 
 
+def _recent_entry(path: str) -> dict:
+    """Return a recent path's row: missing or not, with its file's size and modification."""
+    entry: dict = {"path": path, "missing": True, "size": None, "modified": None}
+    if catalog.is_target(path):
+        entry["missing"] = catalog.entry_for_target(path) is None
+        return entry
+    try:
+        st = bounded(lambda: os.stat(path), timeout=1.0) if path else None
+    except (OSError, PathRejected):
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        entry.update(missing=False, size=st.st_size, modified=_when(st.st_mtime))
+    return entry
+
+
+def _when(timestamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, tz=UTC) if timestamp is not None else None
+
+
+def _state_badge(db: scanner.ScannedDatabase) -> tuple[str, str]:
+    """Return (badge class suffix, text) for a scanned database's schema state."""
+    if db.preparing is not None:
+        if db.preparing.get("state") in ("failed", "interrupted"):
+            return "bad", f"preparation {db.preparing['state']}"
+        done, total = db.preparing.get("done"), db.preparing.get("total")
+        return "info", f"being prepared: {done}/{total}" if total else "being prepared"
+    if db.not_ready:
+        return "warn", "not ready"
+    if db.error is not None or db.state is None or db.state is SchemaState.NOT_NUKEWORKS:
+        return "bad", "invalid"
+    return {
+        SchemaState.UP_TO_DATE: ("ok", "up to date"),
+        SchemaState.NEEDS_MIGRATION: ("warn", "needs migration"),
+        SchemaState.NEWER: ("bad", "newer"),
+    }[db.state]
+
+
+def _count_text(db: scanner.ScannedDatabase) -> str:
+    """Return "1 company", "10,000+ companies", "≈ 1,200 companies", or "" when unknown."""
+    if db.count is None:
+        return ""
+    if db.count > scanner.COUNT_LIMIT and not db.count_estimated:
+        return f"{scanner.COUNT_LIMIT:,}+ companies"
+    noun = "company" if db.count == 1 else "companies"
+    return f"{'≈ ' if db.count_estimated else ''}{db.count:,} {noun}"
+
+
+def _refusal(extra: dict, typed: str) -> dict | None:
+    """Return where a refusal's reason is shown: {"field": "typed" or the chosen value,
+    "path": the file it names, "reason": ...}, or None when nothing was refused."""
+    result = extra.get("refused")
+    if not isinstance(result, selection.SelectionResult) or result.ok:
+        return None
+    return {
+        "field": "typed" if typed.strip() else None,
+        "path": result.path or typed.strip(),
+        "reason": result.reason or "",
+    }
+
+
 def _selector_context(request: HttpRequest, **extra: object) -> dict:
     # The machine's history, or in production (unless an operator) this session's own.
     cache = selector_cache.for_request(request)
@@ -109,18 +171,65 @@ def _selector_context(request: HttpRequest, **extra: object) -> dict:
         for db in scanner.scan()
     ]
     known = {db.path for db in databases}
-    # A recent path whose file is gone is shown as missing, never pre-selected.
-    recent = [
-        {"path": p, "missing": not _reachable(p)} for p in cache["recent_paths"] if p not in known
-    ]
     last_used = _last_used(request, cache)
     current = session.selected_path(request)
+    # Recent paths not listed above; the last used and current databases are always in the
+    # one list (never repeated). A recent path whose file is gone is shown as missing, never
+    # pre-selected.
+    recent_paths: list[str] = []
+    for path in [*cache["recent_paths"], last_used, current]:
+        if path and path not in known and path not in recent_paths:
+            recent_paths.append(path)
+    recent = [_recent_entry(p) for p in recent_paths]
+    typed = str(extra.get("typed_path") or "")
+    posted = request.POST.get("choice", "") if request.method == "POST" else ""
+    refusal = _refusal(extra, typed)
+    if refusal is not None and refusal["field"] is None:
+        refusal["field"] = posted or "typed"
+        refusal["path"] = refusal["path"] or posted
+    # Exactly one option is checked: the typed path after a refusal, else the posted choice,
+    # the current database, the last used one, the first usable one, else the typed field.
+    selectable = [db.path for db in databases] + [e["path"] for e in recent if not e["missing"]]
+    usable = [db.path for db in databases if db.usable]
+    checked = ""
+    if not typed.strip():
+        for candidate in [posted, current, last_used, *usable[:1]]:
+            if candidate and candidate in selectable:
+                checked = candidate
+                break
+    rows = []
+    for db in databases:
+        badge_class, badge_text = _state_badge(db)
+        rows.append(
+            {
+                "db": db,
+                "value": db.path,
+                "where": db.location if db.kind == "postgresql" else db.path,
+                "badge_class": badge_class,
+                "badge_text": badge_text,
+                "modified": _when(db.modified),
+                "count_text": _count_text(db),
+                "last_used": db.path == last_used,
+                "current": db.path == current,
+                "checked": db.path == checked,
+            }
+        )
+    for entry in recent:
+        entry.update(
+            value=entry["path"],
+            last_used=entry["path"] == last_used,
+            current=entry["path"] == current,
+            checked=entry["path"] == checked and not entry["missing"],
+        )
     return {
         "databases": databases,
+        "rows": rows,
         "recent_paths": recent,
         "last_used": last_used,
         "current_path": current,
-        "checked_path": request.POST.get("choice") or current or last_used,
+        "checked_path": checked,
+        "typed_checked": not checked,
+        "refusal": refusal,
         "browse_start": _browse_start(cache),
         "next": safe_next(request),
         "create_url": create_url(),

@@ -30,7 +30,11 @@
           button.textContent = entry.type === "folder" ? entry.name + "/" : entry.name;
           button.addEventListener("click", () => {
             if (entry.type === "folder") { show(entry.path); }
-            else { input.value = entry.path; }
+            else {
+              input.value = entry.path;
+              // Lets the selector select its "Another file" option (select.js).
+              input.dispatchEvent(new Event("input", { bubbles: true }));
+            }
           });
           item.appendChild(button);
           list.appendChild(item);
