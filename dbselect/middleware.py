@@ -18,7 +18,14 @@ from dbselect.conf import get_config
 from dbselect.engines import gate, observe
 
 # /metrics: scrapers have no session (a token or an allowed address); an admin's session is bound.
-EXEMPT_PREFIXES = ("/select-db", "/static/", "/healthz", "/favicon.ico", "/metrics")
+EXEMPT_PREFIXES = (
+    "/select-db",
+    "/static/",
+    "/healthz",
+    "/favicon.ico",
+    "/robots.txt",
+    "/metrics",
+)
 
 
 class DatabaseSelectionMiddleware:

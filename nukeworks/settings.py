@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # Django's own form and widget templates, for FORM_RENDERER below.
+    "django.forms",
     "rest_framework",
     # Hashed, expiring API tokens, stored in each database file (api/).
     "knox",
@@ -144,6 +146,10 @@ TEMPLATES = [
         },
     },
 ]
+
+# Forms render through the project's templates: templates/django/forms/{div,field}.html give
+# every form labels above fields, required markers and each error next to its field.
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 # The `default` alias is the project's sample database. Requests never fall back to it: the
 # middleware sends every session without a selection to /select-db, and the router sends every
