@@ -37,6 +37,7 @@ def _companies_0002_website(label: str, row: Row) -> Row:
 UPGRADES: dict[tuple[str, str], Step | str | None] = {
     ("companies", "0001_initial"): None,
     ("companies", "0002_company_website"): _companies_0002_website,
+    ("companies", "0003_list_indexes"): None,  # indexes only
     ("accounts", "0001_initial"): None,
     ("attachments", "0001_initial"): None,
 }

@@ -31,6 +31,7 @@ CLERK = ("amy", PASSWORD, False)
 OLD_PLAN = [
     {"app": "companies", "name": "0002_company_website"},
     {"app": "attachments", "name": "0001_initial"},
+    {"app": "companies", "name": "0003_list_indexes"},
 ]
 
 

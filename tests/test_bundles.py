@@ -116,7 +116,7 @@ def test_export_writes_schema_state_counts_and_checksum_in_the_manifest(make_dat
         ]
     assert manifest["name"] == "b" and manifest["version"] == "v2"
     assert manifest["description"] == "d" and manifest["include_users"] is False
-    assert dict(map(tuple, manifest["schema"]))["companies"] == "0002_company_website"
+    assert dict(map(tuple, manifest["schema"]))["companies"] == "0003_list_indexes"
     assert dict(map(tuple, manifest["schema"])) == schema.code_leaves()
     assert manifest["counts"] == {"companies.company": 2, "companies.project": 0}
     assert len(manifest["checksum"]) == 64 and manifest["created_at"].endswith("+00:00")
@@ -134,7 +134,7 @@ def test_export_never_overwrites_and_leaves_no_partial_file(make_database, tmp_p
 
 
 def test_an_old_database_is_not_exported_before_it_is_migrated(old_database, tmp_path):
-    with pytest.raises(package.BundleError, match=r"needs migration.*companies\.0002"):
+    with pytest.raises(package.BundleError, match=r"needs migration.*companies\.0003"):
         package.export(_alias(old_database), tmp_path / "o.zip", name="o", version=1)
     assert not (tmp_path / "o.zip").exists()
 

@@ -44,7 +44,7 @@ def test_dbstatus_lists_every_scanned_database(make_database, make_old_database)
     current = next(line for line in lines if line.startswith("current "))
     legacy = next(line for line in lines if line.startswith("legacy "))
     assert "Current Site" in current and "Up to date" in current and " 0 " in current
-    assert "Old" in legacy and "Needs migration" in legacy and " 2 " in legacy
+    assert "Old" in legacy and "Needs migration" in legacy and " 3 " in legacy
     assert "KiB" in current
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 
 
@@ -23,6 +24,13 @@ class Company(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "companies"
+        # The list's sort columns, each with the id as tie-breaker (name is unique already).
+        indexes = [
+            models.Index(fields=["country", "id"], name="company_country_id"),
+            models.Index(fields=["updated_at", "id"], name="company_updated_id"),
+            # Searching a large table: names starting with the term, case-insensitively.
+            models.Index(Lower("name"), "id", name="company_lower_name_id"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -65,6 +73,15 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # The list's sort columns with the id as tie-breaker; a company's projects by name.
+        indexes = [
+            models.Index(fields=["name", "id"], name="project_name_id"),
+            models.Index(fields=["status", "id"], name="project_status_id"),
+            models.Index(fields=["capacity_mw", "id"], name="project_capacity_id"),
+            models.Index(fields=["cod_date", "id"], name="project_cod_id"),
+            models.Index(fields=["company", "name", "id"], name="project_company_name_id"),
+            models.Index(Lower("name"), "id", name="project_lower_name_id"),
+        ]
 
     def __str__(self) -> str:
         return self.name

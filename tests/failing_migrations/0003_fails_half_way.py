@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     # pre-migration snapshot can undo it.
     atomic = False
 
-    dependencies = [("companies", "0002_company_website")]
+    dependencies = [("companies", "0003_list_indexes")]
 
     operations = [
         migrations.AddField(
