@@ -81,8 +81,10 @@ def _estimate(queryset: QuerySet) -> int | None:
     return int(row[0])
 
 
-def count(queryset: QuerySet, *, filtered: bool, limit: int = COUNT_LIMIT) -> Total:
-    """Count the rows exactly up to `limit`; above it an estimate or a lower bound."""
+def count(queryset: QuerySet, *, filtered: bool, limit: int | None = None) -> Total:
+    """Count the rows exactly up to `limit` (COUNT_LIMIT); above it an estimate or a lower
+    bound."""
+    limit = COUNT_LIMIT if limit is None else limit
     value = queryset.order_by()[: limit + 1].count()
     if value <= limit:
         return Total(value, exact=True)
@@ -187,14 +189,17 @@ def paginate(
         if last is None:
             raise Http404("The last page is not known for so many rows.")
         number = last
+    if last is not None and number > last:
+        raise Http404("No such page.")
     offset = (number - 1) * per_page
     ordered = queryset.order_by(*order)
     if last is not None and number > 1 and offset > total.value // 2:
         # Closer to the end: skip from the end in the reverse order (half the rows at most).
         reverse = tuple(f[1:] if f.startswith("-") else f"-{f}" for f in order)
         end = total.value - offset  # rows from this page's first row to the end
-        skip = max(0, end - per_page)
-        ids = list(queryset.order_by(*reverse).values_list("pk", flat=True)[skip : skip + per_page])
+        take = min(per_page, end)
+        skip = end - take
+        ids = list(queryset.order_by(*reverse).values_list("pk", flat=True)[skip : skip + take])
         ids.reverse()
         has_next = number < last
     else:
