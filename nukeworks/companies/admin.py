@@ -14,6 +14,7 @@ class CompanyAdmin(admin.ModelAdmin):
     list_filter = ("is_vendor", "is_owner", "is_operator", "is_constructor", "country")
     search_fields = ("name", "country", "notes")
     inlines = [ProjectInline]
+    show_full_result_count = False  # one count per page, not two (a million rows)
 
 
 @admin.register(Project)
@@ -22,3 +23,5 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("name", "company__name")
     autocomplete_fields = ("company",)
+    list_select_related = ("company",)
+    show_full_result_count = False

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.messages.views import SuccessMessageMixin
 from django.core.exceptions import PermissionDenied
+from django.db import connections
 from django.db.models import Count, ProtectedError, Q, QuerySet
 from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -48,11 +49,17 @@ def _is_large(model) -> bool:
 
 
 def name_prefix(queryset: QuerySet, term: str) -> QuerySet:
-    """Rows whose name starts with `term`, case-insensitively, on the Lower(name) index."""
+    """Rows whose name starts with `term`, case-insensitively, on the Lower(name) index.
+
+    SQLite compares text by its bytes: the range [term, term + U+10FFFF) is exactly the names
+    starting with it, read from the index. PostgreSQL's collations may order U+10FFFF
+    otherwise, so there it is a plain LIKE 'term%' on Lower(name).
+    """
     low = term.lower()
-    return queryset.alias(lower_name=Lower("name")).filter(
-        lower_name__gte=low, lower_name__lt=low + "\U0010ffff"
-    )
+    queryset = queryset.alias(lower_name=Lower("name"))
+    if connections[queryset.db].vendor != "sqlite":
+        return queryset.filter(lower_name__startswith=low)
+    return queryset.filter(lower_name__gte=low, lower_name__lt=low + "\U0010ffff")
 
 
 class ListPage(LoginRequiredMixin, generic.TemplateView):
