@@ -183,9 +183,11 @@ def _selector_context(request: HttpRequest, **extra: object) -> dict:
     recent = [_recent_entry(p) for p in recent_paths]
     typed = str(extra.get("typed_path") or "")
     posted = request.POST.get("choice", "") if request.method == "POST" else ""
+    listed = {db.path for db in databases} | {e["path"] for e in recent}
     refusal = _refusal(extra, typed)
     if refusal is not None and refusal["field"] is None:
-        refusal["field"] = posted or "typed"
+        # Shown on the chosen row; a choice that is no row of the list: under the typed field.
+        refusal["field"] = posted if posted in listed else "typed"
         refusal["path"] = refusal["path"] or posted
     # Exactly one option is checked: the typed path after a refusal, else the posted choice,
     # the current database, the last used one, the first usable one, else the typed field.

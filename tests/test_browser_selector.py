@@ -162,3 +162,27 @@ def test_a_refusal_is_shown_next_to_the_typed_path(several, server, browser_page
     assert page.is_checked("#choice-typed")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "selector-refused-390.png"), full_page=True)
+
+
+@pytest.fixture
+def gone(make_database) -> Path:
+    """A file outside the scanned folder, made before the browser starts."""
+    return make_database(name="Gone")
+
+
+def test_last_used_and_a_missing_recent_file_at_phone_width(harbour, gone, server, browser_page):
+    page = browser_page
+    page.set_viewport_size({"width": 390, "height": 900})
+    for path in (gone, harbour):
+        page.goto(server + "/select-db")
+        page.fill("#id_path", str(path))
+        page.get_by_role("button", name="Continue").click()
+        page.wait_for_url("**/login/**")
+    gone.unlink()
+    page.goto(server + "/select-db")
+    assert page.locator(".last-used-badge").count() == 1
+    assert page.locator("input[name=choice]:checked").get_attribute("value") == str(harbour)
+    missing = page.locator(f'input[name=choice][value="{gone}"]')
+    assert missing.is_disabled() and not missing.is_checked()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "selector-recent-390.png"), full_page=True)

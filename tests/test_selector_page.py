@@ -206,3 +206,10 @@ def test_a_postgresql_database_shows_its_server_estimate_and_badge(make_pg_datab
     assert re.search(r'class="db-size">[\d.]+\xa0(KB|MB)<', row)
     # reltuples, or a bounded count while the table was never analysed
     assert re.search(r'class="db-count">(≈ )?2 companies<', row)
+
+
+def test_a_refused_choice_that_is_no_row_shows_the_reason_under_the_typed_field(tmp_path):
+    response = Client().post("/select-db", {"choice": str(tmp_path / "nothing.sqlite")})
+    assert response.status_code == 400
+    error = re.search(r'id="path-error"[^>]*>([^<]*)<', response.content.decode())
+    assert error is not None and "nothing.sqlite" in error.group(1)
