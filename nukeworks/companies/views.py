@@ -227,7 +227,15 @@ class ProjectCreate(LoginRequiredMixin, SuccessMessageMixin, generic.CreateView)
             found = Company.objects.filter(pk=int(company)).first()
             if found is not None:
                 initial["company"] = found.name
+                self.from_company = found
         return initial
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)  # the form, so get_initial, first
+        company = getattr(self, "from_company", None)
+        if company is not None:
+            context["cancel_url"] = company.get_absolute_url()
+        return context
 
 
 class ProjectUpdate(LoginRequiredMixin, SuccessMessageMixin, generic.UpdateView):
