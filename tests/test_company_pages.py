@@ -271,6 +271,9 @@ def test_counts_above_the_threshold_are_bounded(make_database, monkeypatch):
     assert "names starting with" in found
     assert _names_in_table(found) == [f"Bulk {i:06d}" for i in range(150, 160)]
     assert '<span class="total">10</span>' in found
+    second = client.get("/companies/?q=BULK 0001&page=2").content.decode()  # from the end
+    assert "51\u201361 of" in second  # Bulk 000100 to 000160
+    assert _names_in_table(second) == [f"Bulk {i:06d}" for i in range(150, 161)]
 
 
 def test_bounded_count_unit(make_database):

@@ -155,6 +155,14 @@ def page_numbers(number: int, last: int | None, has_next: bool) -> list[int | No
     return result
 
 
+def _reversed(order_by):
+    """The opposite of one ORDER BY item: a field name ("-name" <-> "name") or an expression."""
+    if isinstance(order_by, str):
+        return order_by[1:] if order_by.startswith("-") else f"-{order_by}"
+    expression = order_by.copy() if hasattr(order_by, "reverse_ordering") else order_by.asc()
+    return expression.reverse_ordering()
+
+
 def page_number(request) -> int:
     raw = request.GET.get("page", "1")
     if raw == "last":
@@ -195,7 +203,7 @@ def paginate(
     ordered = queryset.order_by(*order)
     if last is not None and number > 1 and offset > total.value // 2:
         # Closer to the end: skip from the end in the reverse order (half the rows at most).
-        reverse = tuple(f[1:] if f.startswith("-") else f"-{f}" for f in order)
+        reverse = tuple(_reversed(f) for f in order)
         end = total.value - offset  # rows from this page's first row to the end
         take = min(per_page, end)
         skip = end - take
