@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django import forms
+from django.template.loader import render_to_string
 from django.test import Client
 
 from tests.helpers import select, sign_in
@@ -110,3 +111,27 @@ def test_form_errors_sit_next_to_their_field():
     note = html[html.index('<label for="id_note">') :]
     assert note.startswith('<label for="id_note">Note</label>')
     assert "errorlist" not in note
+
+
+def test_error_pages_use_the_design_system(make_database):
+    client = Client()
+    select(client, make_database(name="Plant East", users=[("al", "pw", False)]))
+    sign_in(client, "al", "pw")
+    missing = client.get("/no-such-page/")
+    assert missing.status_code == 404
+    page = missing.content.decode()
+    assert "Database: <strong>Plant East</strong>" in page  # the site's header
+    assert '<div class="card">' in page and "Not found" in page
+    # The 500 page renders without a request (nothing that could fail again).
+    assert "Something went wrong" in render_to_string("500.html")
+
+
+def test_manage_menu_marks_the_current_admin_page(make_database):
+    client = Client()
+    select(client, make_database(users=[("boss", "pw", True)]))
+    sign_in(client, "boss", "pw")
+    details = _header(client.get("/database/").content.decode())
+    assert '<summary class="is-current">Manage</summary>' in details
+    assert '<a aria-current="page" class="details-link" href="/database/">' in details
+    companies = _header(client.get("/companies/").content.decode())
+    assert "<summary>Manage</summary>" in companies
