@@ -4,7 +4,7 @@ Run as `python bench/bench_scale.py [--companies N] [--projects N] [--requests N
 (`make bench` runs it with the others). Two databases, each a real SQLite file:
 
 - **scale**: migrated with Django (companies 0003's indexes included), then filled by bulk SQL
-  through sqlite3 (recursive CTEs, one statement per table: 20-35 s for both tables); one
+  through sqlite3 (recursive CTEs, one statement per table: 13-35 s for both tables); one
   company holds 20,000 of the projects (its page, its projects' list), the others one each;
   no ANALYZE is run, as a database in use would not have it either;
 - **demo**: migrated and filled by `manage.py seed_demo`.
