@@ -295,3 +295,39 @@ def test_bounded_count_unit(make_database):
     assert str(paging.Total(1_234_567, exact=False, estimated=True)) == "about 1,234,567"
     assert paging.page_numbers(10, 20, True) == [1, None, 8, 9, 10, 11, 12, None, 20]
     assert paging.page_numbers(1, None, True) == [1, 2, None]
+
+
+# PostgreSQL: the planner's estimate above the threshold, the prefix search by LIKE
+
+
+def test_postgres_lists_show_the_estimate_and_search_by_prefix(make_pg_database, monkeypatch):
+    from django.db import connections
+
+    from dbselect import engines
+    from nukeworks.companies.models import Company, Project
+
+    monkeypatch.setattr(paging, "COUNT_LIMIT", 100)
+    target = make_pg_database("pgpages", companies=["Keeper"], users=[ADMIN])
+    alias = engines.register(target).alias
+    try:
+        Company.objects.using(alias).bulk_create(
+            Company(name=f"Bulk {i:06d}", country="Bulkland") for i in range(1, 161)
+        )
+        keeper = Company.objects.using(alias).get(name="Keeper")
+        project = Project.objects.using(alias).create(name="Doomed Unit", company=keeper)
+        with connections[alias].cursor() as cursor:
+            cursor.execute("ANALYZE companies_company")
+    finally:
+        connections[alias].close()
+    client = _client(target)
+    page = client.get("/companies/").content.decode()
+    assert '<span class="total">about 161</span>' in page
+    found = client.get("/companies/?q=BULK 00015").content.decode()
+    assert "names starting with" in found
+    assert _names_in_table(found) == [f"Bulk {i:06d}" for i in range(150, 160)]
+    picker = client.get("/companies/search.json?q=kee").json()["results"]
+    assert [c["name"] for c in picker] == ["Keeper"]
+    assert client.post(f"/projects/{project.pk}/delete/").status_code == 302
+    assert client.post(f"/companies/{keeper.pk}/delete/").status_code == 302
+    names = _names_in_table(client.get("/companies/?sort=-name").content.decode())
+    assert names[0] == "Bulk 000160" and "Keeper" not in names
