@@ -45,11 +45,20 @@ logger = logging.getLogger("nukeworks.dbselect")
 FALLBACK_MESSAGE = (
     "Your selected database could not be opened. Reverted to {name}. Reason: {reason}"
 )
+# A refused choice (the selector, a migration that failed): nothing was switched.
+KEPT_MESSAGE = (
+    "The database you chose could not be opened; you are still working on {name}. Reason: {reason}"
+)
 
 
-def fallback_banner(name: str, reason: str) -> str:
-    """Return the banner shown when a session is put back on its previous database."""
-    return FALLBACK_MESSAGE.format(name=name, reason=reason)
+def fallback_banner(name: str, reason: str, *, switched: bool = False) -> str:
+    """Return the banner of a database that could not be opened, the session being on `name`.
+
+    switched: the session was just put back on `name`, its previous database ("Reverted to");
+    otherwise it never left `name` (a refused choice) and is told it still works there.
+    """
+    template = FALLBACK_MESSAGE if switched else KEPT_MESSAGE
+    return template.format(name=name, reason=reason)
 
 
 def to_selector(request: HttpRequest) -> HttpResponseRedirect:
@@ -101,7 +110,8 @@ def fall_back(
                 using=engine.alias,
             )
             messages.warning(
-                request, fallback_banner(session.selected_name(request) or previous, reason)
+                request,
+                fallback_banner(session.selected_name(request) or previous, reason, switched=True),
             )
             # Never run this request (possibly a write) on a database it did not target.
             if exempt:
@@ -109,10 +119,15 @@ def fall_back(
             # escape_leading_slashes: a path such as //evil.example/ must not leave the site.
             return HttpResponseRedirect(escape_leading_slashes(request.get_full_path()))
     session.clear(request)
+    back = (
+        "the database you used before could not be opened either"
+        if previous and previous != path
+        else "there is no previous database to return to"
+    )
     messages.error(
         request,
-        f"Your selected database ({failed_name}) could not be opened and there is no "
-        f"previous database to return to. Reason: {reason} Please select a database.",
+        f"Your selected database ({failed_name}) could not be opened and {back}. "
+        f"Reason: {reason} Please select a database.",
     )
     return None if exempt else to_selector(request)
 

@@ -277,7 +277,9 @@ def test_hostile_path_keeps_the_working_database(case, home, tmp_path, make_data
     raw, reason = CASES[case](tmp_path, make_database)
     texts = _refuse(client, raw, reason, tmp_path, home_path)
     assert any(
-        t.startswith("Your selected database could not be opened. Reverted to Home Base.")
+        t.startswith(
+            "The database you chose could not be opened; you are still working on Home Base."
+        )
         for t in texts
     )
     assert client.session[db_session.SELECTED_PATH] == str(home_path)

@@ -128,9 +128,10 @@ def test_failed_migration_restores_the_file_and_shows_the_error(make_database, s
     response = client.post("/select-db/migrate", {"path": str(target)})
 
     assert response.status_code == 422
-    [banner] = [m for m in messages_of(response) if m.startswith("Your selected database")]
+    [banner] = [m for m in messages_of(response) if m.startswith("The database you chose")]
     assert banner.startswith(
-        "Your selected database could not be opened. Reverted to Home Base. Reason: "
+        "The database you chose could not be opened; you are still working on Home Base. "
+        "Reason: "
         "Migration failed: RuntimeError: simulated failure in the middle of a migration."
     )
     assert "restored from the snapshot" in banner

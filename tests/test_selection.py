@@ -11,7 +11,7 @@ from dbselect import session as db_session
 from dbselect.files.validation import ValidationFailed, inspect_database
 from tests.helpers import messages_of, select, sign_in
 
-FALLBACK = "Your selected database could not be opened. Reverted to {name}. Reason: "
+FALLBACK = "The database you chose could not be opened; you are still working on {name}. Reason: "
 
 
 def _foreign_sqlite(path: Path) -> Path:
@@ -41,7 +41,7 @@ def test_invalid_file_keeps_the_working_database_with_the_banner(make_database, 
     response = select(client, junk)
 
     assert response.status_code == 400
-    [banner] = [m for m in messages_of(response) if m.startswith("Your selected")]
+    [banner] = [m for m in messages_of(response) if m.startswith("The database you chose")]
     assert banner.startswith(FALLBACK.format(name="Working DB"))
     assert "not a SQLite database" in banner
     assert client.session[db_session.SELECTED_PATH] == str(good)
