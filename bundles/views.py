@@ -22,6 +22,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRed
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from audit import log as audit_log
@@ -160,6 +161,10 @@ def bundle_import(request: HttpRequest) -> HttpResponse:
         detail=f"{bundle.ref} {counts}",
         request=request,
     )
-    rows = ", ".join(f"{n} {label.split('.')[1]} rows" for label, n in counts.items())
+    rows = ", ".join(
+        ngettext("%(n)d %(table)s row", "%(n)d %(table)s rows", n)
+        % {"n": n, "table": label.split(".")[1]}
+        for label, n in counts.items()
+    )
     messages.success(request, f"Imported {bundle.ref}: {rows}.")
     return HttpResponseRedirect(reverse("bundles:page"))

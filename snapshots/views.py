@@ -10,6 +10,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit import log as audit_log
@@ -262,7 +263,10 @@ def snapshot_prune(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Retention was not applied. {exc}")
     else:
         if deleted:
-            messages.success(request, f"Retention applied: {len(deleted)} snapshot(s) deleted.")
+            deleted_text = ngettext(
+                "%(n)d snapshot deleted", "%(n)d snapshots deleted", len(deleted)
+            ) % {"n": len(deleted)}
+            messages.success(request, f"Retention applied: {deleted_text}.")
         else:
             messages.info(request, "Retention applied: no snapshot needed deleting.")
     return _to_list()

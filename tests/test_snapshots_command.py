@@ -120,7 +120,7 @@ def test_retention_from_the_page_is_saved_in_the_database_and_applied_on_demand(
     confirm = client.get("/snapshots/prune").content.decode()
     assert confirm.count("<li>") == 2
     response = client.post("/snapshots/prune", follow=True)
-    assert "Retention applied: 2 snapshot(s) deleted." in messages_of(response)
+    assert "Retention applied: 2 snapshots deleted." in messages_of(response)
     [kept] = service.list_snapshots(str(path))
     assert kept.note == "n2"
 
