@@ -7,10 +7,13 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
 from django.test import Client
 
 from nukeworks.companies import paging
+from tests import browser
 from tests.helpers import company_names, select, sign_in
+from tests.live import GunicornServer
 
 ADMIN = ("ada", "pw-admin-1", True)
 CLERK = ("cal", "pw-clerk-1", False)
@@ -331,3 +334,75 @@ def test_postgres_lists_show_the_estimate_and_search_by_prefix(make_pg_database,
     assert client.post(f"/companies/{keeper.pk}/delete/").status_code == 302
     names = _names_in_table(client.get("/companies/?sort=-name").content.decode())
     assert names[0] == "Bulk 000160" and "Keeper" not in names
+
+
+# In a real browser: the picker's suggestions, delete with its confirmation, at both widths
+
+
+@browser.needs_chromium
+@pytest.mark.parametrize("width", list(browser.WIDTHS.values()), ids=list(browser.WIDTHS))
+def test_picker_and_delete_in_a_browser(make_database, tmp_path, width):
+    db = make_database(
+        name="Picker Plant",
+        companies=["Tidal Works", "Tidewater Energy", "Other Co"],
+        users=[ADMIN],
+        label="picker",
+    )
+    _fill_companies(db, 120)
+    tidal = _company_id(db, "Tidal Works")
+    server = GunicornServer(
+        tmp_path, workers=1, settings_module="tests.settings", env={"NUKEWORKS_LIVE_SERVER": "1"}
+    ).start()
+    problems: list[str] = []
+    try:
+        with browser.chromium(width=width) as page:
+            page.goto(server.base + "/companies/")  # to the selector, then back here
+            page.fill("#id_path", str(db))
+            page.get_by_role("button", name="Continue").click()
+            page.wait_for_url("**/login/**")
+            page.fill("#id_username", ADMIN[0])
+            page.fill("#id_password", ADMIN[1])
+            page.press("#id_password", "Enter")
+            page.wait_for_url(server.base + "/companies/")
+
+            def check(name: str) -> None:
+                browser.screenshot(page, f"{name}-{width}")
+                if browser.overflow(page) > 0:
+                    problems.append(f"{name}: wider than {width} px")
+                problems.extend(f"{name}: {v}" for v in browser.axe_violations(page))
+
+            page.goto(server.base + "/companies/?sort=-name&page=2")
+            assert "page 2 of 3" in page.inner_text("main")
+            check("company-list-page-2")
+
+            page.goto(server.base + f"/companies/{tidal}/")
+            page.get_by_role("link", name="Add project").click()
+            assert page.input_value("#id_company") == "Tidal Works"
+            page.fill("#id_company", "")
+            page.type("#id_company", "tid")
+            page.wait_for_function(
+                "document.querySelectorAll('#company-options option').length === 2"
+            )
+            options = page.eval_on_selector_all(
+                "#company-options option", "els => els.map(e => e.value)"
+            )
+            assert options == ["Tidal Works", "Tidewater Energy"]
+            page.fill("#id_company", "Tidewater Energy")
+            page.fill("#id_name", "Browser Unit")
+            check("project-new-picker")
+            page.get_by_role("button", name="Save").click()
+            page.wait_for_url("**/projects/*/")
+            assert "Tidewater Energy" in page.inner_text("main")
+
+            other = _company_id(db, "Other Co")
+            page.goto(server.base + f"/companies/{other}/")
+            page.get_by_role("link", name="Delete").click()
+            page.wait_for_url(f"**/companies/{other}/delete/")
+            check("company-delete-confirm")
+            page.get_by_role("button", name="Delete company").click()
+            page.wait_for_url(server.base + "/companies/")
+            assert "Company “Other Co” deleted." in page.inner_text("body")
+    finally:
+        server.stop()
+    assert problems == []
+    assert "Other Co" not in company_names(db)
