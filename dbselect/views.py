@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dbselect import catalog, permissions, scanner, selection, selector_cache, session
@@ -306,7 +307,8 @@ def _migration_plan(
     if may_migrate(request):
         messages.warning(
             request,
-            f"This database needs {len(info.pending)} migration(s) before it can be used. "
+            f"This database needs {len(info.pending)} "
+            f"{ngettext('migration', 'migrations', len(info.pending))} before it can be used. "
             "Review the plan and apply it; a snapshot is taken first.",
         )
         return render_selector(request, **plan)

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.utils.translation import ngettext
+
 from dbselect.files.validation import SqliteHeader, open_readonly
 
 # At most this many problems of each kind are kept (SQLite's own default for integrity_check).
@@ -91,9 +93,11 @@ class CheckResult:
             parts.append(self.error)
         if self.integrity:
             count = len(self.integrity)
-            parts.append(f"{self.mode}: {count} problem(s), first: {self.integrity[0]}")
+            problems = ngettext("problem", "problems", count)
+            parts.append(f"{self.mode}: {count} {problems}, first: {self.integrity[0]}")
         if self.foreign_key_count:
-            parts.append(f"{self.foreign_key_count} foreign key violation(s)")
+            violations = ngettext("violation", "violations", self.foreign_key_count)
+            parts.append(f"{self.foreign_key_count} foreign key {violations}")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import ngettext
 
 from audit import log as audit_log
 from dbselect import engines, state
@@ -69,7 +70,8 @@ class DatabaseCheck:
         report = self.attachments
         size = str(filesizeformat(report.bytes)).replace("\xa0", " ")
         return (
-            f"attachments: {report.files} file(s), {size}; missing "
+            f"attachments: {report.files} {ngettext('file', 'files', report.files)}, {size}; "
+            "missing "
             f"{len(report.missing)}, corrupt {len(report.corrupt)}, extra {len(report.extra)}"
             + ("" if report.hashes_verified else " (contents not verified)")
         )

@@ -138,7 +138,7 @@ def test_the_full_check_runs_in_the_real_worker_and_its_result_stays(site, queue
     assert "Executing inspection.tasks.full_check" in worker.output()
     status = status_of(client)
     assert status["ok"] is True and status["percent"] == 100
-    assert status["summary"].startswith("integrity_check: ok; attachments: 0 file(s)")
+    assert status["summary"].startswith("integrity_check: ok; attachments: 0 files")
     # The result stays on the page after the job (and its worker) ended.
     page = client.get("/database/")
     html = page.content.decode()

@@ -91,7 +91,7 @@ def test_a_sound_database_passes_with_exit_status_zero(good):
     # Audited in the database it concerns.
     [(outcome, username, detail)] = audit(good, "database.check")
     assert (outcome, username) == ("success", "manage.py")
-    assert detail.startswith("quick_check: ok; attachments: 0 file(s)")
+    assert detail.startswith("quick_check: ok; attachments: 0 files")
 
 
 def test_a_corrupted_page_exits_non_zero_and_nothing_is_written_to_the_file(make_database):
@@ -173,7 +173,7 @@ def test_foreign_key_violations_are_reported(good):
     )
     # The file itself is sound: the failure is audited in it.
     [(outcome, _, detail)] = audit(good, "database.check")
-    assert outcome == "failure" and "1 foreign key violation(s)" in detail
+    assert outcome == "failure" and "1 foreign key violation" in detail
 
 
 def test_a_plain_sqlite_file_given_as_a_path_is_checked_read_only(tmp_path):

@@ -21,6 +21,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
@@ -86,7 +87,8 @@ def check_entry(entry: catalog.CatalogEntry) -> EntryState:
             entry,
             NEEDS_MIGRATION,
             "Needs migration",
-            f"{len(info.pending)} migration(s) pending: manage.py migrate --database {entry.label}",
+            f"{len(info.pending)} {ngettext('migration', 'migrations', len(info.pending))} "
+            f"pending: manage.py migrate --database {entry.label}",
             name,
         )
     if info.state is SchemaState.NOT_NUKEWORKS:
