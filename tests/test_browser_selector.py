@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import browser
 from tests.live import GunicornServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="Debian's chromium is not installed (`make test` installs it with apt when root)",
-)
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-AXE = Path(__file__).resolve().parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = browser.needs_chromium
 
 
 @pytest.fixture
@@ -41,14 +26,8 @@ def harbour(make_database) -> Path:
 
 @pytest.fixture
 def browser_page(server: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(15_000)
+    with browser.chromium() as page:
         yield page
-        browser.close()
 
 
 @pytest.fixture
@@ -126,19 +105,10 @@ def test_the_selector_is_one_list_that_fits_the_screen(several, server, browser_
     assert page.locator("#db-list .state-badge").all_inner_texts() == [
         "up to date", "invalid", "needs migration",
     ]  # fmt: skip
-    wider = page.evaluate(
-        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
-        " - window.innerWidth"
-    )
+    wider = browser.overflow(page)
     assert wider <= 0, f"the selector is {wider} px wider than the {width} px viewport"
-    if AXE.exists():  # axe-core from the npm registry (tests/js), injected by the test
-        # Evaluated through the DevTools protocol: the page's CSP (script-src 'self') stays on.
-        page.evaluate(AXE.read_text() + "\n;0")
-        results = page.evaluate("async () => await axe.run(document)")
-        bad = [v["id"] for v in results["violations"] if v["impact"] != "minor"]
-        assert bad == []
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"selector-{width}.png"), full_page=True)
+    assert browser.axe_violations(page) == []
+    browser.screenshot(page, f"selector-{width}")
 
     # Typing a path selects the typed option; choosing a listed database again leaves the
     # typed path out of the form: the listed one is opened.
@@ -160,8 +130,7 @@ def test_a_refusal_is_shown_next_to_the_typed_path(several, server, browser_page
     error = page.inner_text("#path-error")
     assert str(several) in error and "not a SQLite database" in error
     assert page.is_checked("#choice-typed")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "selector-refused-390.png"), full_page=True)
+    browser.screenshot(page, "selector-refused-390")
 
 
 @pytest.fixture
@@ -184,5 +153,4 @@ def test_last_used_and_a_missing_recent_file_at_phone_width(harbour, gone, serve
     assert page.locator("input[name=choice]:checked").get_attribute("value") == str(harbour)
     missing = page.locator(f'input[name=choice][value="{gone}"]')
     assert missing.is_disabled() and not missing.is_checked()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "selector-recent-390.png"), full_page=True)
+    browser.screenshot(page, "selector-recent-390")

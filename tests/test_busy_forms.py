@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from django.conf import settings
 
 from snapshots import service
+from tests import browser
 from tests.copy_helpers import ADMIN, OPERATOR, signed_in
 from tests.helpers import select, sign_in
 from tests.live import GunicornServer
@@ -96,20 +96,7 @@ def test_busy_script_and_style_are_served_locally():
 
 # -- in a real browser ------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="Debian's chromium is not installed (`make test` installs it with apt when root)",
-)
+needs_chromium = browser.needs_chromium
 
 
 @pytest.fixture
@@ -128,14 +115,9 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser_page(server: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
+    with browser.chromium() as page:
         page.set_default_timeout(8_000)
         yield page
-        browser.close()
 
 
 RECORD = """() => {
