@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.live import GunicornServer
-from tests.test_browser_selector import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),

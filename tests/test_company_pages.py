@@ -380,9 +380,8 @@ def test_picker_and_delete_in_a_browser(make_database, tmp_path, width):
             assert page.input_value("#id_company") == "Tidal Works"
             page.fill("#id_company", "")
             page.type("#id_company", "tid")
-            page.wait_for_function(
-                "document.querySelectorAll('#company-options option').length === 2"
-            )
+            # (no wait_for_function: its string is eval'd, which the pages' CSP forbids)
+            page.wait_for_selector("#company-options option:nth-child(2)", state="attached")
             options = page.eval_on_selector_all(
                 "#company-options option", "els => els.map(e => e.value)"
             )

@@ -224,7 +224,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def test_the_page_follows_the_check_and_shows_its_result(site, tmp_path, settings):
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser_selector import CHROMIUM_ARGS
+    from tests.browser import CHROMIUM_ARGS
 
     # The server, its queue and the worker share the test's instance folder.
     settings.INSTANCE_DIR = tmp_path / "instance"

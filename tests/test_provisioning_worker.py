@@ -214,7 +214,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def test_the_progress_page_follows_the_build_and_selects_the_database(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser_selector import CHROMIUM_ARGS
+    from tests.browser import CHROMIUM_ARGS
 
     job = service.request_build("watched", seed="starter@1", via="test", enqueue=False)
     folder = databases_dir() / "watched"

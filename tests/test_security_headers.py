@@ -14,9 +14,9 @@ import pytest
 from django.test import Client
 
 from dbselect.engines import workers as engine_store
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import select, sign_in
 from tests.live import GunicornServer
-from tests.test_browser_selector import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parent.parent
 # Script types a browser executes; anything else (application/json, …) is inert data.
