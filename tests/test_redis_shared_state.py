@@ -148,7 +148,7 @@ def test_recent_paths_remembered_on_one_server_show_on_the_other(cluster, make_d
     status, page = Browser(cluster.b.base).get("/select-db")
     assert status == 200
     recent = page[page.index("<legend>Recent</legend>") :]
-    assert f"<code>{plant}</code>" in recent[: recent.index("</fieldset>")]
+    assert f'<input type="radio" name="choice" value="{plant}"' in recent[: recent.index("</ul>")]
     for srv in (cluster.a, cluster.b):
         assert not (srv.root / "instance" / "db_selector.json").exists()
 
