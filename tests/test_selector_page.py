@@ -56,7 +56,10 @@ def test_a_first_visit_checks_the_first_usable_database(make_database, make_old_
     assert checked(Client().get("/select-db").content.decode()) == [str(usable)]
 
 
-def test_without_any_database_the_typed_option_is_checked(client):
+def test_without_any_database_the_typed_option_is_checked():
+    # Django's Client, not pytest-django's `client` fixture: that one sets up Django's test
+    # databases, which replaces the configured `default` file for the rest of the run.
+    client = Client()
     assert checked(client.get("/select-db").content.decode()) == [""]
 
 
