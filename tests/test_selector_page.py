@@ -7,7 +7,6 @@ import re
 import sqlite3
 from pathlib import Path
 
-import pytest
 from django.test import Client
 
 from dbselect import scanner
@@ -199,7 +198,6 @@ def test_the_operator_sees_new_database_on_the_same_page(make_database):
     assert 'id="new-database"' not in Client().get("/select-db").content.decode()
 
 
-@pytest.mark.django_db(databases=[])
 def test_a_postgresql_database_shows_its_server_estimate_and_badge(make_pg_database):
     make_pg_database("works", name="Works PG", companies=["One", "Two"])
     page = Client().get("/select-db").content.decode()
